@@ -1,0 +1,148 @@
+"""Typed, frozen configs for every stage; YAML in and out, validated once at construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+from vdes_tune.errors import BadInputError
+
+C = TypeVar("C")
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    """Turn YAML/JSON scalars and lists into the field's declared type."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise BadInputError(f"config field '{name}': {value!r} is not one of {list(get_args(hint))}")
+        return value
+    if origin is tuple:
+        (item,) = {a for a in get_args(hint) if a is not Ellipsis}
+        return tuple(_coerce(v, item, name) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise BadInputError(f"config field '{name}': expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+    """Build a config dataclass from a plain dict, rejecting unknown keys by name."""
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise BadInputError(f"{cls.__name__}: unknown config field(s) {unknown}; known: {sorted(known)}")
+    return cls(**{k: _coerce(v, hints[k], k) for k, v in data.items()})
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-dict form of a config (tuples become lists) for YAML and JSON."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return v
+    return {f.name: plain(getattr(cfg, f.name)) for f in fields(cfg)}
+
+
+def config_hash(cfg: Any) -> str:
+    """Stable short hash of a config's content."""
+    blob = json.dumps({"type": type(cfg).__name__, **to_dict(cfg)}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def from_yaml(cls: type[C], path: Path) -> C:
+    """Read a config dataclass from a YAML mapping."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise BadInputError(f"{path}: cannot read config: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path}: expected a mapping of config fields")
+    return from_dict(cls, data)
+
+
+def to_yaml(cfg: Any) -> str:
+    """YAML text of a config, fields in declaration order."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Settings of the synthetic CDD-CESM phantom writer."""
+
+    patients: int = 20
+    size: Literal["small", "full"] = "small"
+    seed: int = 0
+    quirks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.patients < 1:
+            raise BadInputError(f"patients: must be >= 1, got {self.patients}")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Settings of the ingest stage: registration, labels, crops, LED, splits, shards."""
+
+    # Registration (paper 2.2): integer shifts only, mutual information on 8-bit intensities.
+    registration: Literal["two-level", "exhaustive"] = "two-level"
+    max_shift: int = 10
+    coarse_step: int = 5
+    refine_radius: int = 2
+    mi_bins: int = 256
+    # Labels (paper 3.2.1). "pathology": Normal/Benign -> 0, Malignant -> 1;
+    # "birads": max BI-RADS <= 2 -> 0, >= 4 -> 1. Images whose max BI-RADS is listed are excluded.
+    label_rule: Literal["pathology", "birads"] = "pathology"
+    label_row: Literal["le", "des"] = "le"
+    exclude_birads: tuple[int, ...] = (3,)
+    # Crops (paper 3.2).
+    crop_size: int = 224
+    normal_crops_per_image: int = 1
+    min_tissue_fraction: float = 0.9
+    merge_distance: int = 56
+    # LED (paper 3.2.4).
+    nlm_h: float = 10.0
+    nlm_template: int = 7
+    nlm_search: int = 21
+    # Splits (paper 3.2.2).
+    split_fractions: tuple[float, ...] = (0.70, 0.15, 0.15)
+    seed: int = 0
+    # Output.
+    rows_per_shard: int = 256
+    qa_samples: int = 8
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_shift >= 0, "max_shift", "must be >= 0"),
+            (self.coarse_step >= 1, "coarse_step", "must be >= 1"),
+            (self.refine_radius >= 0, "refine_radius", "must be >= 0"),
+            (2 <= self.mi_bins <= 256, "mi_bins", "must be in 2..256"),
+            (self.crop_size >= 16, "crop_size", "must be >= 16"),
+            (self.normal_crops_per_image >= 1, "normal_crops_per_image", "must be >= 1"),
+            (0.0 < self.min_tissue_fraction <= 1.0, "min_tissue_fraction", "must be in (0, 1]"),
+            (self.nlm_template % 2 == 1 and self.nlm_search % 2 == 1, "nlm_template/nlm_search", "must be odd"),
+            (len(self.split_fractions) == 3 and abs(sum(self.split_fractions) - 1) < 1e-6
+             and min(self.split_fractions) > 0, "split_fractions", "must be three positive numbers summing to 1"),
+            (self.rows_per_shard >= 1, "rows_per_shard", "must be >= 1"),
+            (self.qa_samples >= 0, "qa_samples", "must be >= 0"),
+        ]
+        for ok, name, what in checks:
+            if not ok:
+                raise BadInputError(f"ingest config field '{name}': {what} (got {getattr(self, name.split('/')[0])!r})")
+
+    def replace(self, **changes: Any) -> "IngestConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+CLASS_NAMES: tuple[str, ...] = ("non-malignant", "malignant")

@@ -1,0 +1,28 @@
+"""Connecting to Ray: a private local instance bound to 127.0.0.1, or an existing cluster by address."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None, quiet: bool = False) -> Iterator[None]:
+    """Use the running Ray if there is one, else start a local one (or join `address`) for the block."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    kwargs = {"include_dashboard": False, "log_to_driver": not quiet, "logging_level": "warning"}
+    if address:
+        # `auto`, `host:port` or `ray://...`: resources belong to the cluster, not to this command.
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()

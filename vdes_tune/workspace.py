@@ -1,0 +1,136 @@
+"""Typed paths of every artifact, stage manifests, and atomic stage output."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    """Files of the ingest stage's output folder."""
+
+    root: Path
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "catalog.parquet"
+
+    @property
+    def registration(self) -> Path:
+        return self.root / "registration.parquet"
+
+    @property
+    def crops(self) -> Path:
+        return self.root / "crops.parquet"
+
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits.json"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected.csv"
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def qa(self) -> Path:
+        return self.root / "qa"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    def split_dir(self, split: str) -> Path:
+        """Hive-style folder of one split's shards."""
+        return self.shards / f"split={split}"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The root under which every stage writes its folder."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path) -> "Workspace":
+        """Workspace at a local path (created on first write)."""
+        return cls(Path(root).expanduser().resolve())
+
+    @property
+    def dataset(self) -> DatasetPaths:
+        return DatasetPaths(self.root / "dataset")
+
+
+def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
+    """The stage's manifest, or None when it is absent or unreadable."""
+    try:
+        return json.loads((stage_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def manifest_matches(stage_dir: Path, config_hash: str, inputs_hash: str) -> bool:
+    """True when a finished stage output was made from the same config and inputs."""
+    found = read_manifest(stage_dir)
+    return bool(found) and (
+        found.get("schema_version") == SCHEMA_VERSION
+        and found.get("config_hash") == config_hash
+        and found.get("inputs_hash") == inputs_hash
+        and found.get("complete") is True
+    )
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON via a temporary file and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a fresh temporary sibling folder that replaces `final` only if the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def hash_files(paths: list[Path], root: Path, content: bool) -> str:
+    """Digest of files by relative name plus either full content or size and mtime."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(root)).encode())
+        if content:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        else:
+            st = path.stat()
+            digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
