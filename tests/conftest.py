@@ -1,0 +1,45 @@
+"""Shared fixtures: one small synthetic dataset and one Ray instance per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vdes_tune.config import SynthConfig
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 12-patient small synthetic CDD-CESM dataset with the naming quirks."""
+    from vdes_tune.data.synthetic import write_dataset
+
+    out = tmp_path_factory.mktemp("raw") / "cdd"
+    write_dataset(SynthConfig(patients=12, size="small", seed=7, quirks=True), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def registration_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A larger small-size dataset (about 130 pairs) for registration accuracy."""
+    from vdes_tune.data.synthetic import write_dataset
+
+    out = tmp_path_factory.mktemp("raw") / "reg"
+    write_dataset(SynthConfig(patients=40, size="small", seed=11), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """The session's Ray instance (2 CPUs, no dashboard, bound to 127.0.0.1)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             logging_level="warning")
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,41 @@
+"""The `vdes-tune` command line: one typer app, one module per command group, thin over the stages."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from vdes_tune.errors import BadInputError
+
+app = typer.Typer(
+    name="vdes-tune",
+    help="Virtual DES vs real DES for CESM lesion classification: ingest, train, search, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+from vdes_tune.cli import data as _data  # noqa: E402,F401  (registers the data commands)
+
+
+def main() -> None:
+    """Console-script entry point: exit 2 for bad input or usage, 1 when the work fails."""
+    try:
+        app(standalone_mode=False)
+    except BadInputError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.secho("aborted", err=True)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors carry their own exit code (2)
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        typer.secho(f"failed: {type(exc).__name__}: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
