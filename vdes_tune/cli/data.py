@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vdes_tune.cli import app
 from vdes_tune.config import IngestConfig, SynthConfig, from_yaml, to_dict
@@ -28,8 +29,10 @@ def synth(
     if size not in ("small", "full"):
         raise typer.BadParameter(f"--size must be 'small' or 'full', got {size!r}")
     cfg = SynthConfig(patients=patients, size=size, seed=seed, quirks=quirks)  # type: ignore[arg-type]
-    with typer.progressbar(length=patients * 4, label="pairs", file=None if not as_json else open("/dev/null", "w")) as bar:
-        summary = write_dataset(cfg, out, progress=bar.update)
+    with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=as_json, transient=True) as bar:
+        task = bar.add_task("pairs", total=None)
+        summary = write_dataset(cfg, out, progress=lambda n: bar.advance(task, n))
     if as_json:
         typer.echo(json.dumps({"out": str(summary.out), "patients": summary.patients, "pairs": summary.pairs,
                                "images": summary.images, "lesions": summary.lesions, "config": to_dict(cfg)}))

@@ -12,7 +12,7 @@ import ray
 from ray.data.datasource import FilenameProvider
 from ray.data.expressions import col
 
-from vdes_tune.config import IngestConfig, SPLITS, from_dict
+from vdes_tune.config import SPLITS, IngestConfig, from_dict, to_dict
 from vdes_tune.data.pairs import PairResult, process_pair
 
 IMAGE_COLUMNS = ("le", "led", "des")
@@ -53,8 +53,7 @@ def _process_batch(batch: pd.DataFrame, cfg: dict[str, Any], overlay_ids: frozen
     return pd.DataFrame(rows, columns=list(_ROW_DEFAULTS))
 
 
-def process_pairs(pairs: pd.DataFrame, cfg: IngestConfig, cfg_dict: dict[str, Any],
-                  overlay_ids: set[str]) -> ray.data.Dataset:
+def process_pairs(pairs: pd.DataFrame, cfg: IngestConfig, overlay_ids: set[str]) -> ray.data.Dataset:
     """Materialised dataset of registration, error, note and crop rows for every catalog pair."""
     batch = 2
     # Blocks of two pairs spread the work over every CPU. (Ray's own override_num_blocks split breaks
@@ -62,7 +61,7 @@ def process_pairs(pairs: pd.DataFrame, cfg: IngestConfig, cfg_dict: dict[str, An
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # deterministic shard order
     ds = ray.data.from_pandas([pairs.iloc[i:i + batch] for i in range(0, len(pairs), batch)])
     ds = ds.map_batches(_process_batch, batch_format="pandas", batch_size=batch,
-                        fn_kwargs={"cfg": cfg_dict, "overlay_ids": frozenset(overlay_ids)})
+                        fn_kwargs={"cfg": to_dict(cfg), "overlay_ids": frozenset(overlay_ids)})
     return ds.materialize()
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from vdes_tune import __version__
-from vdes_tune.config import CLASS_NAMES, IngestConfig, config_hash, to_dict, to_yaml
+from vdes_tune.config import IngestConfig, config_hash, to_dict, to_yaml
 from vdes_tune.data import qa, shards
-from vdes_tune.data.cdd_cesm import Rejection, build_catalog, find_layout
+from vdes_tune.data.cdd_cesm import RawLayout, Rejection, build_catalog, find_layout
 from vdes_tune.data.splits import assign_patients, split_record
 from vdes_tune.errors import BadInputError
 from vdes_tune.runtime import ray_session
@@ -47,15 +47,15 @@ class IngestSummary:
         return dataclasses.asdict(self)
 
 
-def _inputs_hash(data: Path) -> tuple[str, dict[str, str]]:
-    layout = find_layout(data)
+def _input_fingerprints(layout: RawLayout) -> dict[str, str]:
+    """Images by name, size and mtime (cheap on 2000 JPEGs); annotation files by content."""
     images = [p for d in (layout.le_dir, layout.des_dir) for p in d.iterdir() if p.is_file()]
     parts = {
         "images": hash_files(images, layout.root, content=False),
         "annotations": hash_files([layout.annotations], layout.root, content=True),
         "segmentations": hash_files([layout.segmentations], layout.root, content=True),
     }
-    return json.dumps(parts, sort_keys=True), parts
+    return parts
 
 
 def _reason_key(reason: str) -> str:
@@ -69,9 +69,9 @@ def run(cfg: IngestConfig, workspace: Workspace, data: Path, force: bool = False
     start = time.perf_counter()
     paths = workspace.dataset
     layout = find_layout(data)  # a missing folder or file fails here, before anything is written
-    inputs_json, inputs = _inputs_hash(data)
+    inputs = _input_fingerprints(layout)
     chash = config_hash(cfg)
-    ihash = hashlib.sha256(inputs_json.encode()).hexdigest()[:16]
+    ihash = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     if not force and manifest_matches(paths.root, chash, ihash):
         previous = json.loads(paths.manifest.read_text())
         return IngestSummary(output=str(paths.root), skipped=True, **previous["summary"])
@@ -89,7 +89,7 @@ def run(cfg: IngestConfig, workspace: Workspace, data: Path, force: bool = False
                                  replace=False).tolist())
 
     with ray_session(address, num_cpus):
-        ds = shards.process_pairs(pairs, cfg, to_dict(cfg), overlay_ids)
+        ds = shards.process_pairs(pairs, cfg, overlay_ids)
         meta = shards.metadata(ds)
         reg = meta[meta["kind"] == "registration"].sort_values("pair_id")
         for rec in meta[meta["kind"].isin(["error", "note"])].sort_values(["pair_id", "file"]).itertuples():
@@ -170,5 +170,3 @@ def _write_tables(out: Path, cfg: IngestConfig, pairs: pd.DataFrame, reg: pd.Dat
         table1=table.to_dict("records"),
     )
 
-
-__all__ = ["run", "IngestSummary", "CLASS_NAMES"]

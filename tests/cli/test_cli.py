@@ -1,0 +1,75 @@
+"""The `vdes-tune` command line: help, synth, ingest, exit codes and JSON output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from vdes_tune.cli import app
+
+runner = CliRunner()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vdes_tune", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("command", [[], ["synth"], ["ingest"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_synth_writes_the_layout_and_json_summary(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["synth", str(tmp_path / "raw"), "--patients", "2", "--seed", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    truth = pd.read_csv(tmp_path / "raw" / "synthetic_truth.csv")
+    assert summary["pairs"] == truth["pair_id"].nunique() and summary["patients"] == 2
+    assert len(list((tmp_path / "raw" / "Low energy images of CDD-CESM").glob("*.jpg"))) == summary["pairs"]
+
+
+def test_synth_refuses_a_non_empty_folder_with_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "keep.txt").write_text("x")
+    result = _cli("synth", str(tmp_path / "raw"), "--patients", "1")
+    assert result.returncode == 2 and "raw" in result.stderr
+
+
+def test_ingest_of_a_missing_folder_exits_2_naming_it(tmp_path: Path) -> None:
+    result = _cli("ingest", "--data", str(tmp_path / "nowhere"), "--work", str(tmp_path / "w"))
+    assert result.returncode == 2
+    assert str(tmp_path / "nowhere") in result.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_bad_option_value_exits_2(tmp_path: Path) -> None:
+    result = _cli("ingest", "--data", str(tmp_path), "--registration", "sideways")
+    assert result.returncode == 2 and "registration" in result.stderr
+
+
+def test_bad_config_field_exits_2(tmp_path: Path, small_dataset: Path) -> None:
+    cfg = tmp_path / "ingest.yaml"
+    cfg.write_text("crop_size: 224\nnl_means_h: 12\n")
+    result = _cli("ingest", "--data", str(small_dataset), "--work", str(tmp_path / "w"), "--config", str(cfg))
+    assert result.returncode == 2 and "nl_means_h" in result.stderr
+
+
+@pytest.mark.ray
+def test_ingest_cli_json_then_noop(tmp_path: Path, small_dataset: Path) -> None:
+    args = ["ingest", "--data", str(small_dataset), "--work", str(tmp_path / "w"), "--num-cpus", "2", "--json",
+            "--crop-size", "128"]
+    first = _cli(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = json.loads(first.stdout)
+    assert summary["crops"] == len(pd.read_parquet(tmp_path / "w" / "dataset" / "crops.parquet"))
+    assert not summary["skipped"] and summary["table1"][-1]["total"] == summary["crops"]
+    second = _cli(*args)
+    assert second.returncode == 0 and json.loads(second.stdout)["skipped"] is True
