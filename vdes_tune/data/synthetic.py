@@ -25,16 +25,14 @@ from openpyxl import Workbook
 
 from vdes_tune.config import SynthConfig
 from vdes_tune.data import phantom
+from vdes_tune.data.cdd_cesm import ANNOTATION_COLUMNS, DES_DIR, LE_DIR
 from vdes_tune.data.phantom import Lesion
 from vdes_tune.errors import BadInputError
 
-LE_DIR = "Low energy images of CDD-CESM"
-DES_DIR = "Subtracted images of CDD-CESM"
 XLSX_NAME = "Radiology-manual-annotations.xlsx"
 VIA_NAME = "Radiology_hand_drawn_segmentations_v2.csv"
 TRUTH_NAME = "synthetic_truth.csv"
-XLSX_COLUMNS = ("Image_name", "Patient_ID", "Side", "Type", "Age", "Breast density (ACR)", "BIRADS",
-                "Findings", "View", "Tags", "Machine", "Pathology Classification/ Follow up")
+XLSX_COLUMNS = ANNOTATION_COLUMNS  # the writer emits exactly what the reader documents
 VIA_HEADER = "#filename,file_size,file_attributes,region_count,region_id,region_shape_attributes,region_attributes"
 TRUTH_COLUMNS = ("pair_id", "patient_id", "side", "view", "le_file", "des_file", "tx", "ty", "le_height",
                  "le_width", "des_height", "des_width", "pathology", "birads", "lesion_index", "lesion_kind",
