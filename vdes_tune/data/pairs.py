@@ -50,6 +50,7 @@ class PairResult:
     crops: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     error_file: str = ""
+    error_kind: str = "bad_input"  # "excluded" when the input is sound but the crop rules cannot use it
     notes: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) of skipped regions
     overlay_png: bytes = b""
 
@@ -101,7 +102,7 @@ def process_pair(row: dict[str, Any], cfg: IngestConfig, want_overlay: bool = Fa
                                     stable_seed(cfg.seed, pair_id))
         if not specs:
             result.error = f"no {size}x{size} window with >= {cfg.min_tissue_fraction:.0%} breast tissue"
-            result.error_file = row["le_file"]
+            result.error_file, result.error_kind = row["le_file"], "excluded"
     else:
         specs = []
         candidates = lesion_crops(json.loads(row["le_regions"]), json.loads(row["des_regions"]), reg.tx, reg.ty,
@@ -115,7 +116,7 @@ def process_pair(row: dict[str, Any], cfg: IngestConfig, want_overlay: bool = Fa
                                      f"lesion centre ({spec.cx:.0f}, {spec.cy:.0f}) lies outside the LE/DES overlap"))
         if not specs:
             result.error = "no lesion region inside the LE/registered-DES overlap"
-            result.error_file = row["le_file"]
+            result.error_file, result.error_kind = row["le_file"], "excluded"
     for k, spec in enumerate(specs):
         ys, xs = slice(spec.y0, spec.y0 + size), slice(spec.x0, spec.x0 + size)
         led = denoise_crop(le, spec.x0, spec.y0, size, cfg.nlm_h, cfg.nlm_template, cfg.nlm_search)

@@ -34,8 +34,8 @@ def _rows(result: PairResult) -> list[dict[str, Any]]:
         rows.append({**_ROW_DEFAULTS, **result.registration, "kind": "registration",
                      "overlay_png": result.overlay_png})
     if result.error:
-        rows.append({**_ROW_DEFAULTS, "kind": "error", "pair_id": result.pair_id, "file": result.error_file,
-                     "reason": result.error})
+        rows.append({**_ROW_DEFAULTS, "kind": result.error_kind, "pair_id": result.pair_id,
+                     "file": result.error_file, "reason": result.error})
     for file, reason in result.notes:
         rows.append({**_ROW_DEFAULTS, "kind": "note", "pair_id": result.pair_id, "file": file, "reason": reason})
     rows += [{**_ROW_DEFAULTS, **crop, "kind": "crop"} for crop in result.crops]

@@ -92,9 +92,10 @@ def run(cfg: IngestConfig, workspace: Workspace, data: Path, force: bool = False
         ds = shards.process_pairs(pairs, cfg, overlay_ids)
         meta = shards.metadata(ds)
         reg = meta[meta["kind"] == "registration"].sort_values("pair_id")
-        for rec in meta[meta["kind"].isin(["error", "note"])].sort_values(["pair_id", "file"]).itertuples():
-            rejected.append(Rejection(rec.pair_id, rec.file, rec.reason, "bad_input" if rec.kind == "error"
-                                      else "skipped_region", stage="process"))
+        for rec in meta[meta["kind"].isin(["bad_input", "excluded", "note"])].sort_values(
+                ["pair_id", "file"]).itertuples():
+            kind = "skipped_region" if rec.kind == "note" else rec.kind
+            rejected.append(Rejection(rec.pair_id, rec.file, rec.reason, kind, stage="process"))
         _fail_if_strict(cfg, rejected)
         crops = meta[meta["kind"] == "crop"].sort_values("crop_id").reset_index(drop=True)
         assignment = assign_patients(crops, cfg.split_fractions, cfg.seed)
@@ -132,7 +133,7 @@ def _write_tables(out: Path, cfg: IngestConfig, pairs: pd.DataFrame, reg: pd.Dat
                   rejected: list[Rejection], meta: pd.DataFrame, assignment: dict[int, str],
                   pairs_seen: int) -> IngestSummary:
     ingested = set(crops["pair_id"])
-    reasons = {r.item: r.reason for r in rejected if r.stage == "process" and r.kind == "bad_input"}
+    reasons = {r.item: r.reason for r in rejected if r.stage == "process" and r.kind != "skipped_region"}
     catalog = pairs.drop(columns=["le_path", "des_path"]).assign(
         status=[("ingested" if p in ingested else "rejected") for p in pairs["pair_id"]],
         reason=[reasons.get(p, "") for p in pairs["pair_id"]],
