@@ -6,12 +6,16 @@ import contextlib
 import os
 from typing import Iterator
 
+from vdes_tune.errors import BadInputError
+
 
 @contextlib.contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None, quiet: bool = False) -> Iterator[None]:
     """Use the running Ray if there is one, else start a local one (or join `address`) for the block."""
     import ray
 
+    if address and num_cpus is not None:
+        raise BadInputError("--num-cpus sizes a local Ray instance; with --address the cluster's own CPUs are used")
     if ray.is_initialized():
         yield
         return
