@@ -73,3 +73,21 @@ def test_ingest_cli_json_then_noop(tmp_path: Path, small_dataset: Path) -> None:
     assert not summary["skipped"] and summary["table1"][-1]["total"] == summary["crops"]
     second = _cli(*args)
     assert second.returncode == 0 and json.loads(second.stdout)["skipped"] is True
+
+
+def test_models_list_and_describe_json() -> None:
+    listed = runner.invoke(app, ["models", "list", "--json"])
+    assert listed.exit_code == 0
+    names = [r["name"] for r in json.loads(listed.output)]
+    assert names == ["unet", "cyclegan", "resnet18", "resnet34", "regnety_016"]
+    described = runner.invoke(app, ["models", "describe", "unet", "--width", "4", "--depth", "3",
+                                    "--input-size", "32", "--json"])
+    assert described.exit_code == 0, described.output
+    info = json.loads(described.output)
+    assert info["config"]["width"] == 4 and info["output_shape"] == [1, 1, 32, 32]
+    assert info["parameters"]["total"] > 0
+
+
+def test_models_describe_unknown_name_exits_2() -> None:
+    result = _cli("models", "describe", "vgg16")
+    assert result.returncode == 2 and "available: unet" in result.stderr
