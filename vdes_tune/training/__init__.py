@@ -1,0 +1,1 @@
+"""Training: one loop (engine), tasks, augmentation, metrics; plain PyTorch, no Ray."""
