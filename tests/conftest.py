@@ -43,3 +43,15 @@ def ray_local():
     ctx.print_on_execution_start = False
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ingested_small(ray_local, small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shards of the small dataset at the default 224 crops, for training tests (returns the workspace)."""
+    from vdes_tune.config import IngestConfig
+    from vdes_tune.stages import ingest
+    from vdes_tune.workspace import Workspace
+
+    work = tmp_path_factory.mktemp("trainwork")
+    ingest.run(IngestConfig(), Workspace.at(work), small_dataset)
+    return work

@@ -146,3 +146,39 @@ class IngestConfig:
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 CLASS_NAMES: tuple[str, ...] = ("non-malignant", "malignant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One classification run of an architecture (paper 3.3); the unit a Tune trial or a repeat calls."""
+
+    arch: int = 3
+    classifier: Literal["resnet18", "resnet34", "regnety_016"] = "regnety_016"
+    lr: float = 5e-4
+    dropout: float = 0.2
+    epochs: int = 30
+    batch_size: int = 16
+    seed: int = 0
+    augment: bool = True
+    # Generator of the vdes channel (#4..#6): U-Net shape, and weights for the pre-trained ones.
+    unet_width: int = 32
+    unet_depth: int = 6
+    unet_dropout: float = 0.2
+    generator_weights: str = ""
+    # #5 only: weight of an L1 term between the U-Net output and the real DES (off, as in the paper).
+    recon_weight: float = 0.0
+    classifier_weights: str = ""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (1 <= self.arch <= 6, "arch", "must be 1..6"),
+            (self.lr > 0, "lr", "must be > 0"),
+            (0 <= self.dropout < 1, "dropout", "must be in [0, 1)"),
+            (self.epochs >= 1, "epochs", "must be >= 1"),
+            (self.batch_size >= 2, "batch_size", "must be >= 2 (BatchNorm)"),
+            (self.recon_weight >= 0, "recon_weight", "must be >= 0"),
+        ]
+        for ok, name, what in checks:
+            if not ok:
+                raise BadInputError(f"train config field '{name}': {what} (got {getattr(self, name)!r})")

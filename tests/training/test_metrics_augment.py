@@ -50,6 +50,8 @@ def test_one_draw_for_every_image_of_a_sample() -> None:
     for seed in range(40):
         torch.manual_seed(seed)
         out = augment_sample(transform, {"le": base.clone(), "led": base.clone(), "des": base.clone() // 2})
+        pair = augment_sample(transform, {"le": base.clone(), "led": base.clone()})  # two images work too
+        assert torch.equal(pair["le"], pair["led"])
         where = [tuple(int(v) for v in torch.nonzero(out[k][0] == out[k].max())[0]) for k in ("le", "led", "des")]
         assert len(set(where)) == 1, (seed, where)  # same geometric transform for all three
         assert torch.equal(out["le"], out["led"])

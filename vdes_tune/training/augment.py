@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 
@@ -20,9 +21,9 @@ def paper_augmentation(p: float = 0.5) -> v2.Compose:
 
 def augment_sample(transform: v2.Compose, images: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Apply one random draw of `transform` to every 1 x H x W uint8 image of a sample (LE, LED, DES, ...)."""
-    # Stacking the images as channels of one tensor makes torchvision draw the parameters once; each
-    # pixel operation (autocontrast, sharpness) still works per channel, i.e. per image.
+    # torchvision v2 draws a transform's parameters once per call and applies them to every image
+    # passed in that call, which is exactly "the same transformation on each input of a sample".
     keys = list(images)
-    stacked = torch.cat([images[k] for k in keys], dim=0)
-    out = transform(stacked)
-    return {k: out[i:i + 1] for i, k in enumerate(keys)}
+    out = transform(*[tv_tensors.Image(images[k]) for k in keys])
+    out = out if isinstance(out, tuple) else (out,)
+    return {k: o.as_subclass(torch.Tensor) for k, o in zip(keys, out)}

@@ -1,0 +1,76 @@
+"""One classification run of an architecture: data, models, task, fit, metrics JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from vdes_tune.config import TrainConfig, config_hash, to_dict, to_yaml
+from vdes_tune.errors import BadInputError
+from vdes_tune.models.architectures import get_architecture
+from vdes_tune.models.classifiers import build_classifier
+from vdes_tune.models.registry import build_model
+from vdes_tune.training.data import CropDataset, load_split
+from vdes_tune.training.engine import FitResult, fit, seed_everything
+from vdes_tune.training.tasks import ClassificationTask
+from vdes_tune.workspace import write_json
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` is CUDA when present, else CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BadInputError("device 'cuda' requested but CUDA is not available")
+    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def _generator(cfg: TrainConfig) -> torch.nn.Module | None:
+    arch = get_architecture(cfg.arch)
+    if arch.generator is None:
+        return None
+    if arch.generator == "unet":
+        model = build_model("unet", width=cfg.unet_width, depth=cfg.unet_depth, dropout=cfg.unet_dropout)
+    else:
+        model = build_model("cyclegan").g_le2des
+    if arch.end_to_end:
+        return model  # #5 trains it from scratch together with the classifier
+    if not cfg.generator_weights:
+        raise BadInputError(f"architecture #{arch.number} {arch.name} needs generator_weights: a pre-trained "
+                            f"{arch.generator} state dict (see `vdes-tune generators train`)")
+    path = Path(cfg.generator_weights)
+    if not path.is_file():
+        raise BadInputError(f"{path}: generator weights file does not exist")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
+
+
+def run_classification(cfg: TrainConfig, shards: Path, out: Path | None = None,
+                       on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train `cfg.arch` on the train split, select on validation F1, report that epoch's val and test metrics."""
+    seed_everything(cfg.seed)
+    arch = get_architecture(cfg.arch)
+    sources = tuple(s for s in arch.needs if s != "vdes")  # vdes is made from LE by the generator
+    if arch.end_to_end and cfg.recon_weight > 0 and "des" not in sources:
+        sources += ("des",)
+    frames = {s: load_split(shards, s) for s in ("train", "val", "test")}
+    loader = torch.Generator().manual_seed(cfg.seed)
+    train = DataLoader(CropDataset(frames["train"], sources, augment=cfg.augment), batch_size=cfg.batch_size,
+                       shuffle=True, generator=loader, drop_last=len(frames["train"]) > cfg.batch_size)
+    val = DataLoader(CropDataset(frames["val"], sources), batch_size=cfg.batch_size)
+    test = DataLoader(CropDataset(frames["test"], sources), batch_size=cfg.batch_size)
+    classifier = build_classifier(cfg.classifier, dropout=cfg.dropout, weights=cfg.classifier_weights or None)
+    task = ClassificationTask(arch, classifier, cfg.lr, pick_device(cfg.device), _generator(cfg), cfg.recon_weight)
+    result: FitResult = fit(task, train, val, test, cfg.epochs, on_epoch)
+    summary = {
+        "arch": arch.number, "arch_name": arch.name, "config": to_dict(cfg), "config_hash": config_hash(cfg),
+        "seed": cfg.seed, "best_epoch": result.best_epoch, "val": result.best_val, "test": result.best_test,
+        "history": result.history, "crops": {k: len(v) for k, v in frames.items()},
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(to_yaml(cfg))
+        write_json(out / "metrics.json", summary)
+        torch.save(result.best_state, out / "best.pt")
+    return summary

@@ -1,0 +1,50 @@
+"""Crop shards as a torch Dataset: images decoded once into one uint8 tensor, augmented per sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from vdes_tune.errors import BadInputError
+from vdes_tune.training.augment import augment_sample, paper_augmentation
+
+SHARD_IMAGES = ("le", "led", "des")
+
+
+def load_split(shards: Path, split: str) -> pd.DataFrame:
+    """All rows of one split, sorted by crop id (the shard order is not a contract)."""
+    folder = Path(shards) / f"split={split}"
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise BadInputError(f"{folder}: no shards (run `vdes-tune ingest` first)")
+    return pd.concat([pd.read_parquet(f) for f in files]).sort_values("crop_id").reset_index(drop=True)
+
+
+class CropDataset(Dataset):
+    """(images by source as 1 x H x W float in [0, 1], label) for the sources an architecture needs."""
+
+    def __init__(self, frame: pd.DataFrame, sources: tuple[str, ...], augment: bool = False) -> None:
+        missing = [s for s in sources if s not in frame.columns]
+        if missing:
+            raise BadInputError(f"shards lack image column(s) {missing}")
+        h, w = int(frame["height"].iloc[0]), int(frame["width"].iloc[0])
+        self.sources = sources
+        self.images = torch.from_numpy(np.stack([
+            np.stack([np.frombuffer(b, np.uint8).reshape(h, w) for b in frame[s]]) for s in sources
+        ], axis=1))  # N x S x H x W uint8
+        self.labels = torch.as_tensor(frame["label"].to_numpy(), dtype=torch.long)
+        self.crop_ids = frame["crop_id"].tolist()
+        self.transform = paper_augmentation() if augment else None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        images = {s: self.images[i, j:j + 1] for j, s in enumerate(self.sources)}
+        if self.transform is not None:
+            images = augment_sample(self.transform, images)
+        return {s: v.float() / 255.0 for s, v in images.items()}, self.labels[i]
