@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
@@ -138,10 +137,6 @@ class IngestConfig:
         for ok, name, what in checks:
             if not ok:
                 raise BadInputError(f"ingest config field '{name}': {what} (got {getattr(self, name.split('/')[0])!r})")
-
-    def replace(self, **changes: Any) -> "IngestConfig":
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
 
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")

@@ -4,6 +4,3 @@
 class BadInputError(Exception):
     """Bad usage or bad input; the message names the file, row or field (exit code 2)."""
 
-
-class StageFailedError(Exception):
-    """The work itself failed (exit code 1)."""
