@@ -19,7 +19,11 @@ from vdes_tune.data.registration import Registration, apply_shift, overlap, regi
 
 
 class UnreadableImage(ValueError):
-    """A file that is not a decodable 8-bit image."""
+    """A file that is not a decodable 8-bit image; `reason` is the message without the path."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
 
 
 def read_gray(path: str | Path) -> np.ndarray:
@@ -27,17 +31,17 @@ def read_gray(path: str | Path) -> np.ndarray:
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
-        raise UnreadableImage(f"{path}: cannot read file: {exc}") from exc
+        raise UnreadableImage(path, f"cannot read file: {exc}") from exc
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
-        raise UnreadableImage(f"{path}: not a decodable image (corrupt or truncated JPEG)")
+        raise UnreadableImage(path, "not a decodable image (corrupt or truncated JPEG)")
     if image.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         image = cv2.cvtColor(image, code)
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     if image.dtype != np.uint8:
-        raise UnreadableImage(f"{path}: unsupported pixel type {image.dtype}")
+        raise UnreadableImage(path, f"unsupported pixel type {image.dtype}")
     return image
 
 
@@ -69,16 +73,14 @@ def process_pair(row: dict[str, Any], cfg: IngestConfig, want_overlay: bool = Fa
     """Run one catalog row through registration, crop placement and LED."""
     pair_id = row["pair_id"]
     result = PairResult(pair_id)
-    try:
-        le = read_gray(row["le_path"])
-    except UnreadableImage as exc:
-        result.error, result.error_file = str(exc).split(": ", 1)[1], row["le_file"]
-        return result
-    try:
-        des = read_gray(row["des_path"])
-    except UnreadableImage as exc:
-        result.error, result.error_file = str(exc).split(": ", 1)[1], row["des_file"]
-        return result
+    images = []
+    for path_key, file_key in (("le_path", "le_file"), ("des_path", "des_file")):
+        try:
+            images.append(read_gray(row[path_key]))
+        except UnreadableImage as exc:
+            result.error, result.error_file = exc.reason, row[file_key]
+            return result
+    le, des = images
     start = time.perf_counter()
     try:
         reg = register(le, des, cfg.registration, cfg.max_shift, cfg.coarse_step, cfg.refine_radius, cfg.mi_bins)

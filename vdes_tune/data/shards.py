@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -58,11 +59,22 @@ def process_pairs(pairs: pd.DataFrame, cfg: IngestConfig, overlay_ids: set[str])
     batch = 2
     # Blocks of two pairs spread the work over every CPU. (Ray's own override_num_blocks split breaks
     # on pandas 3, so the frame is cut here.)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True  # deterministic shard order
     ds = ray.data.from_pandas([pairs.iloc[i:i + batch] for i in range(0, len(pairs), batch)])
     ds = ds.map_batches(_process_batch, batch_format="pandas", batch_size=batch,
                         fn_kwargs={"cfg": to_dict(cfg), "overlay_ids": frozenset(overlay_ids)})
     return ds.materialize()
+
+
+@contextlib.contextmanager
+def ordered_execution() -> Iterator[None]:
+    """Ray Data keeps block order inside the block (deterministic shards), restored afterwards."""
+    options = ray.data.DataContext.get_current().execution_options
+    before = options.preserve_order
+    options.preserve_order = True
+    try:
+        yield
+    finally:
+        options.preserve_order = before
 
 
 def metadata(ds: ray.data.Dataset) -> pd.DataFrame:
@@ -95,7 +107,7 @@ def write_shards(ds: ray.data.Dataset, split_of: dict[str, str], out: Path, rows
         if not rows:
             continue
         target = out / f"split={split}"
-        # Execution preserves order (see process_pairs), so rows land in catalog order, sorted per block.
+        # Under ordered_execution rows land in catalog order, sorted within each block.
         (crops.filter(expr=col("split") == split).drop_columns(["split"])
          .repartition(max(1, math.ceil(rows / rows_per_shard)))
          .write_parquet(str(target), filename_provider=_PartNames(), compression="zstd", mode="overwrite"))

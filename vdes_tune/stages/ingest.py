@@ -88,7 +88,7 @@ def run(cfg: IngestConfig, workspace: Workspace, data: Path, force: bool = False
     overlay_ids = set(rng.choice(pairs["pair_id"].to_numpy(), size=min(cfg.qa_samples, len(pairs)),
                                  replace=False).tolist())
 
-    with ray_session(address, num_cpus):
+    with ray_session(address, num_cpus), shards.ordered_execution():
         ds = shards.process_pairs(pairs, cfg, overlay_ids)
         meta = shards.metadata(ds)
         reg = meta[meta["kind"] == "registration"].sort_values("pair_id")

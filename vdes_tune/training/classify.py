@@ -12,6 +12,7 @@ from vdes_tune.config import TrainConfig, config_hash, to_dict, to_yaml
 from vdes_tune.errors import BadInputError
 from vdes_tune.models.architectures import get_architecture
 from vdes_tune.models.classifiers import build_classifier
+from vdes_tune.models.cyclegan import ResnetGenerator
 from vdes_tune.models.registry import build_model
 from vdes_tune.training.data import CropDataset, load_split
 from vdes_tune.training.engine import FitResult, fit, seed_everything
@@ -33,7 +34,7 @@ def _generator(cfg: TrainConfig) -> torch.nn.Module | None:
     if arch.generator == "unet":
         model = build_model("unet", width=cfg.unet_width, depth=cfg.unet_depth, dropout=cfg.unet_dropout)
     else:
-        model = build_model("cyclegan").g_le2des
+        model = ResnetGenerator()  # only G (LE -> DES) of the CycleGAN is needed downstream
     if arch.end_to_end:
         return model  # #5 trains it from scratch together with the classifier
     if not cfg.generator_weights:
