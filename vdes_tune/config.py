@@ -160,6 +160,9 @@ class TrainConfig:
     unet_depth: int = 6
     unet_dropout: float = 0.2
     generator_weights: str = ""
+    # #4/#6: name of a `vdes/<name>` set in the workspace (the paper's way: generated once, then loaded).
+    # Empty: generate on the fly from generator_weights.
+    vdes: str = ""
     # #5 only: weight of an L1 term between the U-Net output and the real DES (off, as in the paper).
     recon_weight: float = 0.0
     classifier_weights: str = ""
@@ -177,3 +180,67 @@ class TrainConfig:
         for ok, name, what in checks:
             if not ok:
                 raise BadInputError(f"train config field '{name}': {what} (got {getattr(self, name)!r})")
+
+
+GENERATOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Paper 3.1 gives the CycleGAN settings (those of its reference [14]); it is silent on the U-Net's
+    # pre-training, which uses the classifier's protocol: Adam 5e-4, 30 epochs, batch 16.
+    "unet": {"epochs": 30, "batch_size": 16, "lr": 5e-4, "betas": (0.9, 0.999)},
+    "cyclegan": {"epochs": 300, "batch_size": 8, "lr": 1e-5, "betas": (0.5, 0.999)},
+}
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Training of one LE -> DES generator (paper 2.3); build with `for_model` to get that model's defaults."""
+
+    model: Literal["unet", "cyclegan"] = "unet"
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 5e-4
+    betas: tuple[float, ...] = (0.9, 0.999)
+    seed: int = 0
+    augment: bool = True
+    # Stop when validation L1 has not improved for this many epochs (0: never; the paper ran them all).
+    patience: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # U-Net: shape and the paired loss to the real DES.
+    unet_width: int = 32
+    unet_depth: int = 6
+    unet_dropout: float = 0.2
+    loss: Literal["l1", "l2"] = "l1"
+    # CycleGAN: network sizes (reference defaults), loss weights of eq. (5), image pool.
+    features: int = 64
+    blocks: int = 9
+    disc_features: int = 64
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 5.0
+    pool_size: int = 50
+    # Images in the sample montage (first crops of the validation split).
+    samples: int = 6
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs", "must be >= 1"),
+            (self.batch_size >= 1, "batch_size", "must be >= 1"),
+            (self.lr > 0, "lr", "must be > 0"),
+            (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "must be two values in [0, 1)"),
+            (self.patience >= 0, "patience", "must be >= 0"),
+            (self.unet_width >= 1, "unet_width", "must be >= 1"),
+            (2 <= self.unet_depth <= 8, "unet_depth", "must be 2..8"),
+            (0 <= self.unet_dropout < 1, "unet_dropout", "must be in [0, 1)"),
+            (self.blocks >= 0 and self.features >= 1 and self.disc_features >= 1, "features", "must be positive"),
+            (self.lambda_cycle >= 0 and self.lambda_identity >= 0, "lambda_cycle", "loss weights must be >= 0"),
+            (self.pool_size >= 0, "pool_size", "must be >= 0"),
+            (self.samples >= 1, "samples", "must be >= 1"),
+        ]
+        for ok, name, what in checks:
+            if not ok:
+                raise BadInputError(f"generator config field '{name}': {what} (got {getattr(self, name)!r})")
+
+    @classmethod
+    def for_model(cls, model: str, **overrides: Any) -> "GeneratorConfig":
+        """The model's paper defaults updated by `overrides` (fields validated by name)."""
+        if model not in GENERATOR_DEFAULTS:
+            raise BadInputError(f"generator model {model!r} is not one of {sorted(GENERATOR_DEFAULTS)}")
+        return from_dict(cls, {**GENERATOR_DEFAULTS[model], **overrides, "model": model})

@@ -6,11 +6,14 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from vdes_tune.errors import BadInputError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -77,6 +80,29 @@ class Workspace:
     @property
     def dataset(self) -> DatasetPaths:
         return DatasetPaths(self.root / "dataset")
+
+    def generator(self, name: str) -> Path:
+        """Folder of a trained generator: config.yaml, generator.pt, metrics.json, samples.png."""
+        return self.root / "generators" / _safe_name(name)
+
+    def vdes(self, name: str) -> Path:
+        """Folder of a generator's virtual DES shards: split=<name>/part-*.parquet."""
+        return self.root / "vdes" / _safe_name(name)
+
+
+def _safe_name(name: str) -> str:
+    """A name usable as one folder: letters, digits, '-', '_' and '.', not starting with '.'."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name or ""):
+        raise BadInputError(f"name {name!r}: use letters, digits, '-', '_' or '.', not starting with '.'")
+    return name
+
+
+def dataset_fingerprint(paths: DatasetPaths) -> dict[str, str]:
+    """Config and input hashes of a finished ingest: what later stages record as their input."""
+    found = read_manifest(paths.root)
+    if not found or not found.get("complete"):
+        raise BadInputError(f"{paths.root}: no finished ingest here (run `vdes-tune ingest` first)")
+    return {"dataset_config_hash": found["config_hash"], "dataset_inputs_hash": found["inputs_hash"]}
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ FAST = dict(classifier="resnet18", epochs=2, batch_size=8, unet_width=4, unet_de
 
 
 def test_same_seed_same_metrics(ingested_small: Path) -> None:
-    shards = ingested_small / "dataset" / "shards"
+    shards = ingested_small
     a = run_classification(TrainConfig(arch=3, seed=5, **FAST), shards)
     b = run_classification(TrainConfig(arch=3, seed=5, **FAST), shards)
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
@@ -36,14 +36,14 @@ def test_same_seed_same_metrics(ingested_small: Path) -> None:
 
 
 def test_test_metrics_come_from_the_best_validation_epoch(ingested_small: Path) -> None:
-    out = run_classification(TrainConfig(arch=1, seed=1, **{**FAST, "epochs": 3}), ingested_small / "dataset" / "shards")
+    out = run_classification(TrainConfig(arch=1, seed=1, **{**FAST, "epochs": 3}), ingested_small)
     f1s = [h["val"]["f1"] for h in out["history"]]
     assert out["best_epoch"] == f1s.index(max(f1s))
     assert out["test"] == out["history"][out["best_epoch"]]["test"]
 
 
 def test_end_to_end_trains_the_unet_and_pretrained_stays_frozen(ingested_small: Path, tmp_path: Path) -> None:
-    shards = ingested_small / "dataset" / "shards"
+    shards = ingested_small
     torch.manual_seed(0)
     unet = UNet(4, 3, 0.2)
     torch.save(unet.state_dict(), tmp_path / "unet.pt")
@@ -54,7 +54,7 @@ def test_end_to_end_trains_the_unet_and_pretrained_stays_frozen(ingested_small: 
     run_classification(TrainConfig(arch=5, recon_weight=0.5, **cfg), shards, tmp_path / "r5")
     history = json.loads((tmp_path / "r5" / "metrics.json").read_text())["history"]
     assert "train_recon" in history[0]
-    with pytest.raises(BadInputError, match="needs generator_weights"):
+    with pytest.raises(BadInputError, match="needs a virtual DES"):
         run_classification(TrainConfig(arch=6, **cfg), shards)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -10,6 +11,7 @@ import typer
 
 from vdes_tune.cli import app
 from vdes_tune.config import TrainConfig, from_dict, from_yaml, to_dict
+from vdes_tune.models.architectures import get_architecture
 
 
 @app.command()
@@ -23,7 +25,10 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     seed: Optional[int] = typer.Option(None, "--seed"),
-    generator_weights: Optional[Path] = typer.Option(None, "--generator-weights", help="For #4 and #6."),
+    vdes: Optional[str] = typer.Option(None, "--vdes", help="#4/#6: a vdes/<name> set (default: unet for #4, "
+                                        "cyclegan for #6, unless --generator-weights is given)."),
+    generator_weights: Optional[Path] = typer.Option(None, "--generator-weights",
+                                                     help="#4/#6: generate the virtual DES on the fly instead."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Switch the paper's augmentation off."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default <work>/train/arch<N>-seed<S>)."),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
@@ -33,11 +38,14 @@ def train(
 
     base = to_dict(from_yaml(TrainConfig, config)) if config else {}
     overrides = {"arch": arch, "classifier": classifier, "lr": lr, "dropout": dropout, "epochs": epochs,
-                 "batch_size": batch_size, "seed": seed,
+                 "batch_size": batch_size, "seed": seed, "vdes": vdes,
                  "generator_weights": str(generator_weights) if generator_weights else None}
     if no_augment:
         overrides["augment"] = False
     cfg = from_dict(TrainConfig, {**base, **{k: v for k, v in overrides.items() if v is not None}})
+    chosen = get_architecture(cfg.arch)
+    if chosen.generator and not chosen.end_to_end and not (cfg.vdes or cfg.generator_weights):
+        cfg = replace(cfg, vdes=chosen.generator)  # the set `generators synthesize <model>` writes by default
     out = out or work / "train" / f"arch{cfg.arch}-seed{cfg.seed}"
 
     def show(r: dict) -> None:
@@ -47,7 +55,7 @@ def train(
                        f"val acc {v['accuracy']:.3f} f1 {v['f1']:.3f} auc {v['roc_auc']:.3f}  "
                        f"test f1 {t.get('f1', float('nan')):.3f}  {r['seconds']:.1f}s")
 
-    summary = run_classification(cfg, work / "dataset" / "shards", out, on_epoch=show)
+    summary = run_classification(cfg, work, out, on_epoch=show)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
     else:

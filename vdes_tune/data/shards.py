@@ -113,3 +113,23 @@ def write_shards(ds: ray.data.Dataset, split_of: dict[str, str], out: Path, rows
          .write_parquet(str(target), filename_provider=_PartNames(), compression="zstd", mode="overwrite"))
         files[split] = len(list(target.glob("*.parquet")))
     return files
+
+
+
+def synthesize(shards: Path, out: Path, synthesizer: type, constructor_kwargs: dict[str, Any], batch_size: int,
+               actors: int, num_gpus: float, rows_per_shard: int) -> dict[str, int]:
+    """Run every split's LE crops through one pool of `synthesizer` actors; write `out/split=<name>/part-*`."""
+    ds = ray.data.read_parquet(str(shards), columns=["crop_id", "height", "width", "le", "split"])  # split: hive
+    per_actor = {"num_gpus": num_gpus} if num_gpus else {"num_cpus": 1}
+    made = ds.map_batches(synthesizer, batch_format="pandas", batch_size=batch_size,
+                          fn_constructor_kwargs=constructor_kwargs,
+                          compute=ray.data.ActorPoolStrategy(size=actors), **per_actor).materialize()
+    rows = {}
+    for split in SPLITS:
+        part = made.filter(expr=col("split") == split).drop_columns(["split"])
+        rows[split] = part.count()
+        if rows[split]:
+            (part.repartition(max(1, math.ceil(rows[split] / rows_per_shard)))
+             .write_parquet(str(out / f"split={split}"), filename_provider=_PartNames(), compression="zstd",
+                            mode="overwrite"))
+    return {k: v for k, v in rows.items() if v}

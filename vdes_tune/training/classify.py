@@ -14,10 +14,10 @@ from vdes_tune.models.architectures import get_architecture
 from vdes_tune.models.classifiers import build_classifier
 from vdes_tune.models.cyclegan import ResnetGenerator
 from vdes_tune.models.registry import build_model
-from vdes_tune.training.data import CropDataset, load_split
+from vdes_tune.training.data import CropDataset, attach_vdes, load_split
 from vdes_tune.training.engine import FitResult, fit, seed_everything
 from vdes_tune.training.tasks import ClassificationTask
-from vdes_tune.workspace import write_json
+from vdes_tune.workspace import Workspace, write_json
 
 
 def pick_device(name: str) -> torch.device:
@@ -37,9 +37,12 @@ def _generator(cfg: TrainConfig) -> torch.nn.Module | None:
         model = ResnetGenerator()  # only G (LE -> DES) of the CycleGAN is needed downstream
     if arch.end_to_end:
         return model  # #5 trains it from scratch together with the classifier
+    if cfg.vdes:
+        return None  # the virtual DES was synthesised once and is read from vdes/<name>
     if not cfg.generator_weights:
-        raise BadInputError(f"architecture #{arch.number} {arch.name} needs generator_weights: a pre-trained "
-                            f"{arch.generator} state dict (see `vdes-tune generators train`)")
+        raise BadInputError(f"architecture #{arch.number} {arch.name} needs a virtual DES: set vdes (a "
+                            f"`vdes/<name>` set, see `vdes-tune generators synthesize`) or generator_weights "
+                            f"(a pre-trained {arch.generator} state dict)")
     path = Path(cfg.generator_weights)
     if not path.is_file():
         raise BadInputError(f"{path}: generator weights file does not exist")
@@ -47,15 +50,20 @@ def _generator(cfg: TrainConfig) -> torch.nn.Module | None:
     return model
 
 
-def run_classification(cfg: TrainConfig, shards: Path, out: Path | None = None,
+def run_classification(cfg: TrainConfig, work: Path | Workspace, out: Path | None = None,
                        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `cfg.arch` on the train split, select on validation F1, report that epoch's val and test metrics."""
     seed_everything(cfg.seed)
+    workspace = work if isinstance(work, Workspace) else Workspace.at(work)
     arch = get_architecture(cfg.arch)
-    sources = tuple(s for s in arch.needs if s != "vdes")  # vdes is made from LE by the generator
+    from_shards = arch.generator is not None and not arch.end_to_end and bool(cfg.vdes)
+    # vdes comes from its shards (#4/#6 with cfg.vdes) or is made from LE by the generator on the fly.
+    sources = tuple(s for s in arch.needs if s != "vdes" or from_shards)
     if arch.end_to_end and cfg.recon_weight > 0 and "des" not in sources:
         sources += ("des",)
-    frames = {s: load_split(shards, s) for s in ("train", "val", "test")}
+    frames = {s: load_split(workspace.dataset.shards, s) for s in ("train", "val", "test")}
+    if from_shards:
+        frames = {s: attach_vdes(f, workspace.vdes(cfg.vdes), s) for s, f in frames.items()}
     loader = torch.Generator().manual_seed(cfg.seed)
     train = DataLoader(CropDataset(frames["train"], sources, augment=cfg.augment), batch_size=cfg.batch_size,
                        shuffle=True, generator=loader, drop_last=len(frames["train"]) > cfg.batch_size)

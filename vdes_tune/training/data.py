@@ -12,7 +12,6 @@ from torch.utils.data import Dataset
 from vdes_tune.errors import BadInputError
 from vdes_tune.training.augment import augment_sample, paper_augmentation
 
-SHARD_IMAGES = ("le", "led", "des")
 
 
 def load_split(shards: Path, split: str) -> pd.DataFrame:
@@ -22,6 +21,24 @@ def load_split(shards: Path, split: str) -> pd.DataFrame:
     if not files:
         raise BadInputError(f"{folder}: no shards (run `vdes-tune ingest` first)")
     return pd.concat([pd.read_parquet(f) for f in files]).sort_values("crop_id").reset_index(drop=True)
+
+
+def attach_vdes(frame: pd.DataFrame, vdes_dir: Path, split: str) -> pd.DataFrame:
+    """`frame` with a `vdes` column read from a synthesised set, matched on crop id; every crop must be there."""
+    folder = Path(vdes_dir) / f"split={split}"
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise BadInputError(f"{folder}: no virtual DES shards (run `vdes-tune generators synthesize` first)")
+    vdes = pd.concat([pd.read_parquet(f, columns=["crop_id", "height", "width", "vdes"]) for f in files])
+    merged = frame.merge(vdes, on="crop_id", how="left", suffixes=("", "_vdes"), validate="one_to_one")
+    missing = merged.loc[merged["vdes"].isna(), "crop_id"].tolist()
+    if missing:
+        raise BadInputError(f"{folder}: {len(missing)} crop(s) of split '{split}' have no virtual DES "
+                            f"(first: {missing[0]}); re-run `vdes-tune generators synthesize --force`")
+    bad = merged[(merged["height_vdes"] != merged["height"]) | (merged["width_vdes"] != merged["width"])]
+    if not bad.empty:
+        raise BadInputError(f"{folder}: crop {bad['crop_id'].iloc[0]} has a virtual DES of another size")
+    return merged.drop(columns=["height_vdes", "width_vdes"])
 
 
 class CropDataset(Dataset):
@@ -36,7 +53,7 @@ class CropDataset(Dataset):
         self.images = torch.from_numpy(np.stack([
             np.stack([np.frombuffer(b, np.uint8).reshape(h, w) for b in frame[s]]) for s in sources
         ], axis=1))  # N x S x H x W uint8
-        self.labels = torch.as_tensor(frame["label"].to_numpy(), dtype=torch.long)
+        self.labels = torch.tensor(frame["label"].to_numpy(), dtype=torch.long)
         self.crop_ids = frame["crop_id"].tolist()
         self.transform = paper_augmentation() if augment else None
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdes_tune.models.architectures import Architecture, compose
-from vdes_tune.training.metrics import classification_metrics
+from vdes_tune.training.engine import prepare_device, to_device
+from vdes_tune.training.metrics import classification_metrics, image_metrics
 
 
 class ClassificationTask:
@@ -23,8 +24,8 @@ class ClassificationTask:
         import timm
 
         self.arch, self.device = arch, device
-        self.classifier = classifier.to(device)
-        self.generator = generator.to(device) if generator is not None else None
+        prepare_device(device, classifier, generator)
+        self.classifier, self.generator = classifier, generator
         self.recon_weight = recon_weight
         data_cfg = timm.data.resolve_model_data_config(classifier)
         self.mean = torch.tensor(data_cfg["mean"], device=device).view(1, 3, 1, 1)
@@ -35,7 +36,7 @@ class ClassificationTask:
         elif self.generator is not None:
             self.generator.requires_grad_(False)
         self.optimizer = torch.optim.Adam(params, lr=lr)
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+        self.autocast = autocast_for(device)
 
     def train(self, mode: bool = True) -> None:
         """Training or evaluation mode; a frozen generator always stays in evaluation mode."""
@@ -44,7 +45,7 @@ class ClassificationTask:
             self.generator.train(mode and self.arch.end_to_end)
 
     def _forward(self, images: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        images = {k: v.to(self.device, non_blocking=True) for k, v in images.items()}
+        images = {k: to_device(v, self.device) for k, v in images.items()}
         vdes = None
         if self.generator is not None:
             with torch.set_grad_enabled(self.arch.end_to_end and self.classifier.training):
@@ -62,7 +63,7 @@ class ClassificationTask:
             loss = F.cross_entropy(logits.float(), labels)
             out = {"loss": loss.item()}
             if self.recon_weight > 0 and vdes is not None:
-                recon = F.l1_loss(vdes.float(), images["des"].to(self.device))
+                recon = F.l1_loss(vdes.float(), to_device(images["des"], self.device))
                 loss = loss + self.recon_weight * recon
                 out["recon"] = recon.item()
         self.optimizer.zero_grad(set_to_none=True)
@@ -88,3 +89,58 @@ class ClassificationTask:
             state["generator"] = self.generator.state_dict()
         return state
 
+
+
+def autocast_for(device: torch.device) -> torch.autocast:
+    """bf16 autocast on CUDA; a no-op context elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate_generator(generator: nn.Module, batches: Iterable[Any], device: torch.device) -> dict[str, Any]:
+    """L1, MSE, PSNR and SSIM of the virtual DES against the real DES over a loader of (images, label)."""
+    preds, targets = [], []
+    for images, _ in batches:
+        with autocast_for(device):
+            vdes = generator(to_device(images["le"], device))
+        preds.append(vdes.float().clamp(0, 1)[:, 0].cpu())
+        targets.append(images["des"][:, 0])
+    pred, target = torch.cat(preds).numpy(), torch.cat(targets).numpy()
+    return {"l1": float(abs(pred - target).mean()), **image_metrics(pred, target), "n": len(pred)}
+
+
+class TranslationTask:
+    """Paired LE -> DES translation (U-Net/PT): L1 (or L2) between the generator output and the real DES."""
+
+    selection_metric = "l1"
+    selection_mode = "min"
+
+    def __init__(self, generator: nn.Module, lr: float, device: torch.device, loss: str = "l1",
+                 betas: tuple[float, float] = (0.9, 0.999)) -> None:
+        prepare_device(device, generator)
+        self.generator, self.device = generator, device
+        self.loss = {"l1": F.l1_loss, "l2": F.mse_loss}[loss]
+        self.optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+
+    def train(self, mode: bool = True) -> None:
+        """Training or evaluation mode of the generator."""
+        self.generator.train(mode)
+
+    def train_step(self, batch: tuple[dict[str, torch.Tensor], torch.Tensor]) -> dict[str, float]:
+        """One optimiser step on the paired loss."""
+        images, _ = batch
+        le, des = to_device(images["le"], self.device), to_device(images["des"], self.device)
+        with autocast_for(self.device):
+            loss = self.loss(self.generator(le).float(), des)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def evaluate(self, batches: Iterable[Any]) -> dict[str, Any]:
+        """Image metrics of the virtual DES on a loader."""
+        return evaluate_generator(self.generator, batches, self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator's weights."""
+        return {"generator": self.generator.state_dict()}

@@ -1,0 +1,104 @@
+"""Generator stages: train a U-Net/PT or CycleGAN into generators/<name>/, synthesise vdes/<name>/ shards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from vdes_tune import __version__
+from vdes_tune.config import GeneratorConfig, config_hash, from_yaml, to_dict
+from vdes_tune.errors import BadInputError
+from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, atomic_dir, dataset_fingerprint, manifest_matches,
+                                 read_manifest, write_json)
+
+
+ROWS_PER_SHARD = 256
+
+
+def _digest(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, force: bool = False,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train `cfg.model` on the ingested train split into generators/<name>; a no-op when already done."""
+    from vdes_tune.training.generators import run_generator_training
+
+    name = name or cfg.model
+    final = workspace.generator(name)
+    inputs = dataset_fingerprint(workspace.dataset)
+    chash, ihash = config_hash(cfg), _digest(inputs)
+    if not force and manifest_matches(final, chash, ihash):
+        return {**json.loads((final / "metrics.json").read_text()), "skipped": True, "output": str(final)}
+    start = time.perf_counter()
+    with atomic_dir(final) as tmp:
+        summary = run_generator_training(cfg, workspace.dataset.shards, tmp, on_epoch)
+        write_json(tmp / "manifest.json", {
+            "schema_version": SCHEMA_VERSION, "stage": "generators.train", "vdes_tune_version": __version__,
+            "name": name, "config": to_dict(cfg), "config_hash": chash, "inputs": inputs, "inputs_hash": ihash,
+            "seeds": {"train": cfg.seed}, "rows": summary["crops"], "best_epoch": summary["best_epoch"],
+            "seconds": round(time.perf_counter() - start, 2), "created_unix": time.time(), "complete": True,
+        })
+    return {**summary, "skipped": False, "output": str(final)}
+
+
+@dataclass
+class SynthesizeSummary:
+    """What a synthesize run did."""
+
+    output: str
+    skipped: bool
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def synthesize(name: str, workspace: Workspace, force: bool = False, address: str | None = None,
+               num_cpus: int | None = None, batch_size: int = 32, actors: int | None = None,
+               device: str = "auto") -> SynthesizeSummary:
+    """Write vdes/<name>/split=*/ shards: every crop's LE through the trained generator, on Ray Data actors."""
+    import ray
+
+    from vdes_tune.data import shards
+    from vdes_tune.runtime import ray_session
+    from vdes_tune.training.generators import WEIGHTS, Synthesizer
+
+    gen_dir, final = workspace.generator(name), workspace.vdes(name)
+    made = read_manifest(gen_dir)
+    if not made or not made.get("complete"):
+        raise BadInputError(f"{gen_dir}: no finished generator '{name}' (run `vdes-tune generators train` first)")
+    cfg = from_yaml(GeneratorConfig, gen_dir / "config.yaml")
+    weights = gen_dir / WEIGHTS
+    inputs = {**dataset_fingerprint(workspace.dataset),
+              "generator_config_hash": made["config_hash"],
+              "generator_weights": hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}
+    chash, ihash = config_hash(cfg), _digest(inputs)
+    if not force and manifest_matches(final, chash, ihash):
+        return SynthesizeSummary(str(final), True, read_manifest(final)["rows"])
+    if batch_size < 1:
+        raise BadInputError(f"--batch-size must be >= 1 (got {batch_size})")
+    start = time.perf_counter()
+    with ray_session(address, num_cpus, quiet=True), shards.ordered_execution():
+        gpus = int(ray.cluster_resources().get("GPU", 0)) if device != "cpu" else 0
+        if device == "cuda" and not gpus:
+            raise BadInputError("device 'cuda' requested but the Ray cluster has no GPU")
+        # One actor per GPU, else one single-threaded actor per CPU but one: Ray Data's read and write
+        # tasks need a free CPU, and a pool holding them all would wait forever.
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        pool = actors or max(1, gpus or cpus - 1)
+        if not gpus and pool >= cpus > 1:
+            raise BadInputError(f"--actors {pool}: leave at least one of the cluster's {cpus} CPUs for Ray Data")
+        kwargs = {"weights": str(weights), "cfg": to_dict(cfg), "device": "cuda" if gpus else "cpu"}
+        with atomic_dir(final) as tmp:
+            rows = shards.synthesize(workspace.dataset.shards, tmp, Synthesizer, kwargs, batch_size, pool,
+                                     1 if gpus else 0, ROWS_PER_SHARD)
+            write_json(tmp / "manifest.json", {
+                "schema_version": SCHEMA_VERSION, "stage": "generators.synthesize", "vdes_tune_version": __version__,
+                "name": name, "config": to_dict(cfg), "config_hash": chash, "inputs": inputs, "inputs_hash": ihash,
+                "rows": rows, "actors": pool, "device": kwargs["device"], "created_unix": time.time(),
+                "complete": True,
+            })
+    return SynthesizeSummary(str(final), False, rows, round(time.perf_counter() - start, 2))

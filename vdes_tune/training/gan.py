@@ -1,0 +1,87 @@
+"""CycleGAN training task (paper 2.3.2): two optimisers, LSGAN losses (1)-(2), cycle (3), identity (4)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdes_tune.models.cyclegan import CycleGAN, ImagePool
+from vdes_tune.training.engine import prepare_device, to_device
+from vdes_tune.training.tasks import autocast_for, evaluate_generator
+
+
+def _lsgan(scores: torch.Tensor, real: bool) -> torch.Tensor:
+    """Least-squares GAN loss: the reference's stand-in for the log terms of eqs. (1)-(2)."""
+    scores = scores.float()
+    return F.mse_loss(scores, torch.ones_like(scores) if real else torch.zeros_like(scores))
+
+
+def _requires_grad(modules: Iterable[nn.Module], flag: bool) -> None:
+    for m in modules:
+        m.requires_grad_(flag)
+
+
+class CycleGANTask:
+    """G: LE -> DES and F: DES -> LE with discriminators D_des, D_le; selected on validation L1 of G to the real DES."""
+
+    selection_metric = "l1"
+    selection_mode = "min"
+
+    def __init__(self, model: CycleGAN, lr: float, device: torch.device, betas: tuple[float, float] = (0.5, 0.999),
+                 lambda_cycle: float = 10.0, lambda_identity: float = 5.0, pool_size: int = 50, seed: int = 0) -> None:
+        prepare_device(device, model)
+        self.model, self.device = model, device
+        self.lambda_cycle, self.lambda_identity = lambda_cycle, lambda_identity
+        self.opt_g = torch.optim.Adam(itertools.chain(model.g_le2des.parameters(), model.g_des2le.parameters()),
+                                      lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(itertools.chain(model.d_des.parameters(), model.d_le.parameters()),
+                                      lr=lr, betas=betas)
+        self.pool_des, self.pool_le = ImagePool(pool_size, seed), ImagePool(pool_size, seed + 1)
+
+    def train(self, mode: bool = True) -> None:
+        """Training or evaluation mode of all four networks."""
+        self.model.train(mode)
+
+    def train_step(self, batch: tuple[dict[str, torch.Tensor], torch.Tensor]) -> dict[str, float]:
+        """One generator step on eq. (5), then one discriminator step on pooled fakes."""
+        images, _ = batch
+        x, y = to_device(images["le"], self.device), to_device(images["des"], self.device)  # X = LE, Y = DES
+        m = self.model
+        discriminators = (m.d_des, m.d_le)
+
+        _requires_grad(discriminators, False)  # the generator step must not move the discriminators
+        with autocast_for(self.device):
+            fake_y, fake_x = m.g_le2des(x), m.g_des2le(y)
+            gan_g, gan_f = _lsgan(m.d_des(fake_y), True), _lsgan(m.d_le(fake_x), True)
+            cycle = F.l1_loss(m.g_des2le(fake_y).float(), x) + F.l1_loss(m.g_le2des(fake_x).float(), y)
+            if self.lambda_identity > 0:
+                identity = F.l1_loss(m.g_le2des(y).float(), y) + F.l1_loss(m.g_des2le(x).float(), x)
+            else:
+                identity = torch.zeros((), device=self.device)
+            loss_g = gan_g + gan_f + self.lambda_cycle * cycle + self.lambda_identity * identity
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+
+        _requires_grad(discriminators, True)
+        fake_y_seen, fake_x_seen = self.pool_des.query(fake_y.detach()), self.pool_le.query(fake_x.detach())
+        with autocast_for(self.device):
+            loss_d_des = 0.5 * (_lsgan(m.d_des(y), True) + _lsgan(m.d_des(fake_y_seen), False))
+            loss_d_le = 0.5 * (_lsgan(m.d_le(x), True) + _lsgan(m.d_le(fake_x_seen), False))
+        self.opt_d.zero_grad(set_to_none=True)
+        (loss_d_des + loss_d_le).backward()
+        self.opt_d.step()
+        return {"loss": loss_g.item(), "gan_g": gan_g.item(), "gan_f": gan_f.item(), "cycle": cycle.item(),
+                "identity": identity.item(), "d_des": loss_d_des.item(), "d_le": loss_d_le.item()}
+
+    def evaluate(self, batches: Iterable[Any]) -> dict[str, Any]:
+        """Image metrics of G's virtual DES on a loader."""
+        return evaluate_generator(self.model.g_le2des, batches, self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        """All four networks (G alone is what the architectures load)."""
+        return {"cyclegan": self.model.state_dict(), "generator": self.model.g_le2des.state_dict()}

@@ -1,0 +1,117 @@
+"""One generator training run (U-Net/PT or CycleGAN): data, task, fit, image metrics, weights, sample montage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vdes_tune.config import GeneratorConfig, config_hash, from_dict, to_dict, to_yaml
+from vdes_tune.models.cyclegan import CycleGAN, ResnetGenerator
+from vdes_tune.models.unet import UNet
+from vdes_tune.training.classify import pick_device
+from vdes_tune.training.data import CropDataset, load_split
+from vdes_tune.training.engine import FitResult, fit, prepare_device, seed_everything, to_device
+from vdes_tune.training.gan import CycleGANTask
+from vdes_tune.training.tasks import TranslationTask, autocast_for
+from vdes_tune.workspace import write_json
+
+WEIGHTS = "generator.pt"  # state dict of the LE -> DES network: what #4/#6 and `synthesize` load
+
+
+def build_generator(cfg: GeneratorConfig) -> nn.Module:
+    """The LE -> DES network a config describes (for a CycleGAN, only G)."""
+    if cfg.model == "unet":
+        return UNet(cfg.unet_width, cfg.unet_depth, cfg.unet_dropout)
+    return ResnetGenerator(1, 1, cfg.features, cfg.blocks)
+
+
+def _task(cfg: GeneratorConfig, device: torch.device) -> TranslationTask | CycleGANTask:
+    betas = (cfg.betas[0], cfg.betas[1])
+    if cfg.model == "unet":
+        return TranslationTask(build_generator(cfg), cfg.lr, device, cfg.loss, betas)
+    model = CycleGAN(cfg.features, cfg.blocks, cfg.disc_features)
+    return CycleGANTask(model, cfg.lr, device, betas, cfg.lambda_cycle, cfg.lambda_identity, cfg.pool_size, cfg.seed)
+
+
+@torch.no_grad()
+def montage(generator: nn.Module, dataset: CropDataset, count: int) -> np.ndarray:
+    """uint8 grid, one row per crop: LE | real DES | virtual DES | |virtual - real|."""
+    generator.eval().cpu()
+    rows = []
+    for i in range(min(count, len(dataset))):
+        images, _ = dataset[i]
+        le, des = images["le"][None], images["des"][None]
+        vdes = generator(le).clamp(0, 1)
+        row = torch.cat([le, des, vdes, (vdes - des).abs()], dim=3)[0, 0]
+        rows.append((row.numpy() * 255).round().astype(np.uint8))
+    return np.concatenate(rows, axis=0)
+
+
+def run_generator_training(cfg: GeneratorConfig, shards: Path, out: Path,
+                           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train on the train split, select on validation L1, write config, weights, metrics.json and samples.png."""
+    import cv2
+
+    seed_everything(cfg.seed)
+    frames = {s: load_split(shards, s) for s in ("train", "val", "test")}
+    sources = ("le", "des")
+    loader = torch.Generator().manual_seed(cfg.seed)
+    train = DataLoader(CropDataset(frames["train"], sources, augment=cfg.augment), batch_size=cfg.batch_size,
+                       shuffle=True, generator=loader, drop_last=len(frames["train"]) > cfg.batch_size)
+    val_set = CropDataset(frames["val"], sources)
+    val = DataLoader(val_set, batch_size=cfg.batch_size)
+    test = DataLoader(CropDataset(frames["test"], sources), batch_size=cfg.batch_size)
+    task = _task(cfg, pick_device(cfg.device))
+    result: FitResult = fit(task, train, val, test, cfg.epochs, on_epoch, patience=cfg.patience)
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: {n: t.cpu() for n, t in v.items()} for k, v in result.best_state.items()}
+    torch.save(state["generator"], out / WEIGHTS)
+    if "cyclegan" in state:
+        torch.save(state["cyclegan"], out / "cyclegan.pt")
+    generator = build_generator(cfg)
+    generator.load_state_dict(state["generator"])
+    cv2.imwrite(str(out / "samples.png"), montage(generator, val_set, cfg.samples))
+    (out / "config.yaml").write_text(to_yaml(cfg))
+    summary = {
+        "model": cfg.model, "config": to_dict(cfg), "config_hash": config_hash(cfg), "seed": cfg.seed,
+        "best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped_early": result.stopped_early,
+        "selection": "lowest validation L1 of the virtual DES to the real DES",
+        "val": result.best_val, "test": result.best_test, "history": result.history,
+        "crops": {k: len(v) for k, v in frames.items()},
+    }
+    write_json(out / "metrics.json", summary)
+    return summary
+
+
+class Synthesizer:
+    """Holds one trained generator and turns a batch of shard rows into virtual DES rows (a Ray Data actor)."""
+
+    def __init__(self, weights: str, cfg: dict[str, Any], device: str = "cpu", threads: int = 1) -> None:
+        torch.set_num_threads(threads)  # one actor per CPU: torch's own threads would oversubscribe it
+        self.device = torch.device(device)
+        self.model = build_generator(from_dict(GeneratorConfig, cfg))
+        self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self.model.eval()
+        prepare_device(self.device, self.model)
+
+    @torch.no_grad()
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """Rows with crop_id, height, width, le -> the same rows with vdes (uint8 bytes) in place of le."""
+        if batch.empty:
+            return batch.drop(columns=["le"]).assign(vdes=[])
+        h, w = int(batch["height"].iloc[0]), int(batch["width"].iloc[0])
+        le = np.stack([np.frombuffer(b, np.uint8).reshape(h, w) for b in batch["le"]])
+        x = to_device(torch.from_numpy(le)[:, None].float() / 255.0, self.device)
+        with autocast_for(self.device):
+            vdes = self.model(x).float()
+        # Stored like the real DES: uint8, so #4/#6 see the same quantisation as #3.
+        images = (vdes.clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].cpu().numpy()
+        # Other columns (the split, say) pass through untouched.
+        return batch.drop(columns=["le"]).assign(vdes=[img.tobytes() for img in images])
