@@ -23,6 +23,7 @@ test: $(BIN)/vdes-tune
 bench: $(BIN)/vdes-tune
 	$(BIN)/python benchmarks/registration.py
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/train_step.py
 
 clean:
 	rm -rf $(WORK) .pytest_cache

@@ -55,3 +55,15 @@ def ingested_small(ray_local, small_dataset: Path, tmp_path_factory: pytest.Temp
     work = tmp_path_factory.mktemp("trainwork")
     ingest.run(IngestConfig(), Workspace.at(work), small_dataset)
     return work
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked `gpu` where CUDA is absent (CI never has one)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
