@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader
 
 from vdes_tune.config import TrainConfig, config_hash, to_dict, to_yaml
 from vdes_tune.errors import BadInputError
@@ -14,7 +13,7 @@ from vdes_tune.models.architectures import get_architecture
 from vdes_tune.models.classifiers import build_classifier
 from vdes_tune.models.cyclegan import ResnetGenerator
 from vdes_tune.models.registry import build_model
-from vdes_tune.training.data import CropDataset, attach_vdes, load_split
+from vdes_tune.training.data import attach_vdes, load_split, loaders
 from vdes_tune.training.engine import FitResult, fit, seed_everything
 from vdes_tune.training.tasks import ClassificationTask
 from vdes_tune.workspace import Workspace, write_json
@@ -64,14 +63,10 @@ def run_classification(cfg: TrainConfig, work: Path | Workspace, out: Path | Non
     frames = {s: load_split(workspace.dataset.shards, s) for s in ("train", "val", "test")}
     if from_shards:
         frames = {s: attach_vdes(f, workspace.vdes(cfg.vdes), s) for s, f in frames.items()}
-    loader = torch.Generator().manual_seed(cfg.seed)
-    train = DataLoader(CropDataset(frames["train"], sources, augment=cfg.augment), batch_size=cfg.batch_size,
-                       shuffle=True, generator=loader, drop_last=len(frames["train"]) > cfg.batch_size)
-    val = DataLoader(CropDataset(frames["val"], sources), batch_size=cfg.batch_size)
-    test = DataLoader(CropDataset(frames["test"], sources), batch_size=cfg.batch_size)
+    data = loaders(frames, sources, cfg.batch_size, cfg.augment, cfg.seed)
     classifier = build_classifier(cfg.classifier, dropout=cfg.dropout, weights=cfg.classifier_weights or None)
     task = ClassificationTask(arch, classifier, cfg.lr, pick_device(cfg.device), _generator(cfg), cfg.recon_weight)
-    result: FitResult = fit(task, train, val, test, cfg.epochs, on_epoch)
+    result: FitResult = fit(task, data["train"], data["val"], data["test"], cfg.epochs, on_epoch)
     summary = {
         "arch": arch.number, "arch_name": arch.name, "config": to_dict(cfg), "config_hash": config_hash(cfg),
         "seed": cfg.seed, "best_epoch": result.best_epoch, "val": result.best_val, "test": result.best_test,

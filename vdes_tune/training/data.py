@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from vdes_tune.errors import BadInputError
 from vdes_tune.training.augment import augment_sample, paper_augmentation
@@ -65,3 +65,14 @@ class CropDataset(Dataset):
         if self.transform is not None:
             images = augment_sample(self.transform, images)
         return {s: v.float() / 255.0 for s, v in images.items()}, self.labels[i]
+
+
+def loaders(frames: dict[str, pd.DataFrame], sources: tuple[str, ...], batch_size: int, augment: bool,
+            seed: int) -> dict[str, DataLoader]:
+    """Seeded, shuffled, augmented train loader (last partial batch dropped); plain val and test loaders."""
+    train = frames["train"]
+    out = {"train": DataLoader(CropDataset(train, sources, augment=augment), batch_size=batch_size, shuffle=True,
+                               generator=torch.Generator().manual_seed(seed), drop_last=len(train) > batch_size)}
+    for split in ("val", "test"):
+        out[split] = DataLoader(CropDataset(frames[split], sources), batch_size=batch_size)
+    return out

@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from vdes_tune.config import GeneratorConfig, config_hash, from_dict, to_dict, to_yaml
 from vdes_tune.models.cyclegan import CycleGAN, ResnetGenerator
 from vdes_tune.models.unet import UNet
 from vdes_tune.training.classify import pick_device
-from vdes_tune.training.data import CropDataset, load_split
+from vdes_tune.training.data import CropDataset, load_split, loaders
 from vdes_tune.training.engine import FitResult, fit, prepare_device, seed_everything, to_device
 from vdes_tune.training.gan import CycleGANTask
 from vdes_tune.training.tasks import TranslationTask, autocast_for
@@ -61,14 +60,10 @@ def run_generator_training(cfg: GeneratorConfig, shards: Path, out: Path,
     seed_everything(cfg.seed)
     frames = {s: load_split(shards, s) for s in ("train", "val", "test")}
     sources = ("le", "des")
-    loader = torch.Generator().manual_seed(cfg.seed)
-    train = DataLoader(CropDataset(frames["train"], sources, augment=cfg.augment), batch_size=cfg.batch_size,
-                       shuffle=True, generator=loader, drop_last=len(frames["train"]) > cfg.batch_size)
-    val_set = CropDataset(frames["val"], sources)
-    val = DataLoader(val_set, batch_size=cfg.batch_size)
-    test = DataLoader(CropDataset(frames["test"], sources), batch_size=cfg.batch_size)
+    data = loaders(frames, sources, cfg.batch_size, cfg.augment, cfg.seed)
     task = _task(cfg, pick_device(cfg.device))
-    result: FitResult = fit(task, train, val, test, cfg.epochs, on_epoch, patience=cfg.patience)
+    result: FitResult = fit(task, data["train"], data["val"], data["test"], cfg.epochs, on_epoch,
+                            patience=cfg.patience)
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: {n: t.cpu() for n, t in v.items()} for k, v in result.best_state.items()}
@@ -77,7 +72,7 @@ def run_generator_training(cfg: GeneratorConfig, shards: Path, out: Path,
         torch.save(state["cyclegan"], out / "cyclegan.pt")
     generator = build_generator(cfg)
     generator.load_state_dict(state["generator"])
-    cv2.imwrite(str(out / "samples.png"), montage(generator, val_set, cfg.samples))
+    cv2.imwrite(str(out / "samples.png"), montage(generator, data["val"].dataset, cfg.samples))
     (out / "config.yaml").write_text(to_yaml(cfg))
     summary = {
         "model": cfg.model, "config": to_dict(cfg), "config_hash": config_hash(cfg), "seed": cfg.seed,
