@@ -83,3 +83,9 @@ def test_train_command_writes_metrics(ingested_small: Path, tmp_path: Path) -> N
     assert summary["arch_name"] == "LE+LED+LE" and summary["config"]["seed"] == 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["val"] == summary["val"]
     assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_train_command_defaults_pretrained_architectures_to_their_vdes_set(ingested_small: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--arch", "6", "--work", str(ingested_small), "--epochs", "1"])
+    assert isinstance(result.exception, BadInputError)
+    assert "vdes/cyclegan/split=train: no virtual DES shards" in str(result.exception)
