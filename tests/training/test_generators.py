@@ -199,7 +199,7 @@ def test_generators_cli_trains_a_cyclegan(ingested_small: Path, tmp_path: Path) 
 
     work = tmp_path / "work"
     shutil.copytree(ingested_small / "dataset", work / "dataset")
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_GAN))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"model": "cyclegan", **TINY_GAN}))
     result = CliRunner().invoke(app, ["generators", "train", "cyclegan", "--work", str(work), "--config",
                                       str(tmp_path / "tiny.yaml"), "--name", "cg-tiny", "--json"])
     assert result.exit_code == 0, result.output
@@ -216,4 +216,4 @@ def test_generators_cli_trains_a_cyclegan(ingested_small: Path, tmp_path: Path) 
     (tmp_path / "wrong.yaml").write_text("model: unet\n")
     bad = CliRunner().invoke(app, ["generators", "train", "cyclegan", "--work", str(work), "--config",
                                    str(tmp_path / "wrong.yaml")])
-    assert "field 'model' is 'unet'" in str(bad.exception)
+    assert "field 'model' is not 'cyclegan'" in str(bad.exception)

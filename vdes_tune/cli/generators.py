@@ -29,8 +29,8 @@ def _config(model: str, config: Optional[Path], overrides: dict) -> GeneratorCon
             raise BadInputError(f"{config}: cannot read config: {exc}") from exc
         if not isinstance(base, dict):
             raise BadInputError(f"{config}: expected a mapping of GeneratorConfig fields")
-        if base.get("model", model) != model:
-            raise BadInputError(f"{config}: field 'model' is {base['model']!r} but the command trains {model!r}")
+        if base.pop("model", model) != model:
+            raise BadInputError(f"{config}: field 'model' is not {model!r}, the model this command trains")
     return GeneratorConfig.for_model(model, **{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
