@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -178,6 +179,8 @@ def test_train_synthesize_and_classify_with_the_virtual_des(ingested_small: Path
     result = run_classification(TrainConfig(arch=4, vdes="unet", classifier="resnet18", epochs=1, batch_size=8),
                                 work)
     assert result["crops"]["val"] == len(val)
+    weights_sha = hashlib.sha256((out / "generator.pt").read_bytes()).hexdigest()[:16]
+    assert result["vdes_source"]["inputs"]["generator_weights"] == weights_sha  # provenance of the vdes set
     with pytest.raises(BadInputError, match="no virtual DES shards"):
         run_classification(TrainConfig(arch=6, vdes="cyclegan", classifier="resnet18", epochs=1), work)
 

@@ -16,7 +16,7 @@ from vdes_tune.models.registry import build_model
 from vdes_tune.training.data import attach_vdes, load_split, loaders
 from vdes_tune.training.engine import FitResult, fit, seed_everything
 from vdes_tune.training.tasks import ClassificationTask
-from vdes_tune.workspace import Workspace, write_json
+from vdes_tune.workspace import Workspace, read_manifest, write_json
 
 
 def pick_device(name: str) -> torch.device:
@@ -72,6 +72,9 @@ def run_classification(cfg: TrainConfig, work: Path | Workspace, out: Path | Non
         "seed": cfg.seed, "best_epoch": result.best_epoch, "val": result.best_val, "test": result.best_test,
         "history": result.history, "crops": {k: len(v) for k, v in frames.items()},
     }
+    if from_shards:  # which generator run made the virtual DES this classifier saw
+        made = read_manifest(workspace.vdes(cfg.vdes)) or {}
+        summary["vdes_source"] = {k: made.get(k) for k in ("name", "config_hash", "inputs", "inputs_hash")}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(to_yaml(cfg))
