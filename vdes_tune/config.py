@@ -57,15 +57,20 @@ def config_hash(cfg: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def from_yaml(cls: type[C], path: Path) -> C:
-    """Read a config dataclass from a YAML mapping."""
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The mapping of config fields in a YAML file; a clear error naming the file otherwise."""
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise BadInputError(f"{path}: cannot read config: {exc}") from exc
     if not isinstance(data, dict):
         raise BadInputError(f"{path}: expected a mapping of config fields")
-    return from_dict(cls, data)
+    return data
+
+
+def from_yaml(cls: type[C], path: Path) -> C:
+    """Read a config dataclass from a YAML mapping."""
+    return from_dict(cls, read_yaml_mapping(path))
 
 
 def to_yaml(cfg: Any) -> str:

@@ -17,20 +17,12 @@ app.add_typer(generators_app, name="generators")
 
 
 def _config(model: str, config: Optional[Path], overrides: dict) -> GeneratorConfig:
-    import yaml
-
+    from vdes_tune.config import read_yaml_mapping
     from vdes_tune.errors import BadInputError
 
-    base = {}
-    if config:
-        try:
-            base = yaml.safe_load(config.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise BadInputError(f"{config}: cannot read config: {exc}") from exc
-        if not isinstance(base, dict):
-            raise BadInputError(f"{config}: expected a mapping of GeneratorConfig fields")
-        if base.pop("model", model) != model:
-            raise BadInputError(f"{config}: field 'model' is not {model!r}, the model this command trains")
+    base = read_yaml_mapping(config) if config else {}
+    if base.pop("model", model) != model:
+        raise BadInputError(f"{config}: field 'model' is not {model!r}, the model this command trains")
     return GeneratorConfig.for_model(model, **{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
