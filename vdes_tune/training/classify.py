@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import torch
+from torch.utils.data import DataLoader
 
 from vdes_tune.config import TrainConfig, config_hash, to_dict, to_yaml
 from vdes_tune.errors import BadInputError
@@ -14,7 +17,7 @@ from vdes_tune.models.classifiers import build_classifier
 from vdes_tune.models.cyclegan import ResnetGenerator
 from vdes_tune.models.registry import build_model
 from vdes_tune.training.data import attach_vdes, load_split, loaders
-from vdes_tune.training.engine import FitResult, fit, seed_everything
+from vdes_tune.training.engine import FitResult, Fitter, seed_everything
 from vdes_tune.training.tasks import ClassificationTask
 from vdes_tune.workspace import Workspace, read_manifest, write_json
 
@@ -49,9 +52,35 @@ def _generator(cfg: TrainConfig) -> torch.nn.Module | None:
     return model
 
 
-def run_classification(cfg: TrainConfig, work: Path | Workspace, out: Path | None = None,
-                       on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train `cfg.arch` on the train split, select on validation F1, report that epoch's val and test metrics."""
+@dataclass
+class ClassificationRun:
+    """Everything one classification run trains with: the task, its loaders and what made them."""
+
+    cfg: TrainConfig
+    task: ClassificationTask
+    loaders: dict[str, DataLoader]
+    crops: dict[str, int]
+    vdes_source: dict[str, Any] | None
+
+    def fitter(self, keep_best_state: bool = True) -> Fitter:
+        """A Fitter over this run's loaders, reseeding each epoch from the config's seed."""
+        return Fitter(self.task, self.loaders["train"], self.loaders["val"], self.loaders["test"], self.cfg.epochs,
+                      seed=self.cfg.seed, keep_best_state=keep_best_state)
+
+
+def load_frames(cfg: TrainConfig, workspace: Workspace) -> dict[str, pd.DataFrame]:
+    """The split frames `cfg` trains on, with the synthesised vdes column where the architecture reads one."""
+    arch = get_architecture(cfg.arch)
+    frames = {s: load_split(workspace.dataset.shards, s) for s in ("train", "val", "test")}
+    if arch.generator is not None and not arch.end_to_end and cfg.vdes:
+        frames = {s: attach_vdes(f, workspace.vdes(cfg.vdes), s) for s, f in frames.items()}
+    return frames
+
+
+def prepare_classification(cfg: TrainConfig, work: Path | Workspace,
+                           frames: dict[str, pd.DataFrame] | None = None,
+                           device: torch.device | None = None) -> ClassificationRun:
+    """Seed, load the splits (or use `frames`), build the models and the task of one run."""
     seed_everything(cfg.seed)
     workspace = work if isinstance(work, Workspace) else Workspace.at(work)
     arch = get_architecture(cfg.arch)
@@ -60,24 +89,44 @@ def run_classification(cfg: TrainConfig, work: Path | Workspace, out: Path | Non
     sources = tuple(s for s in arch.needs if s != "vdes" or from_shards)
     if arch.end_to_end and cfg.recon_weight > 0 and "des" not in sources:
         sources += ("des",)
-    frames = {s: load_split(workspace.dataset.shards, s) for s in ("train", "val", "test")}
-    if from_shards:
-        frames = {s: attach_vdes(f, workspace.vdes(cfg.vdes), s) for s, f in frames.items()}
+    frames = frames if frames is not None else load_frames(cfg, workspace)
     data = loaders(frames, sources, cfg.batch_size, cfg.augment, cfg.seed)
     classifier = build_classifier(cfg.classifier, dropout=cfg.dropout, weights=cfg.classifier_weights or None)
-    task = ClassificationTask(arch, classifier, cfg.lr, pick_device(cfg.device), _generator(cfg), cfg.recon_weight)
-    result: FitResult = fit(task, data["train"], data["val"], data["test"], cfg.epochs, on_epoch)
+    task = ClassificationTask(arch, classifier, cfg.lr, device or pick_device(cfg.device), _generator(cfg),
+                              cfg.recon_weight)
+    vdes_source = None
+    if from_shards:  # which generator run made the virtual DES this classifier saw
+        made = read_manifest(workspace.vdes(cfg.vdes)) or {}
+        vdes_source = {k: made.get(k) for k in ("name", "config_hash", "inputs", "inputs_hash")}
+    return ClassificationRun(cfg, task, data, {k: len(v) for k, v in frames.items()}, vdes_source)
+
+
+def summarise(run: ClassificationRun, result: FitResult) -> dict[str, Any]:
+    """The JSON summary of a finished run: config, seed, best epoch, its val and test metrics, history."""
+    cfg, arch = run.cfg, get_architecture(run.cfg.arch)
     summary = {
         "arch": arch.number, "arch_name": arch.name, "config": to_dict(cfg), "config_hash": config_hash(cfg),
         "seed": cfg.seed, "best_epoch": result.best_epoch, "val": result.best_val, "test": result.best_test,
-        "history": result.history, "crops": {k: len(v) for k, v in frames.items()},
+        "history": result.history, "crops": run.crops,
     }
-    if from_shards:  # which generator run made the virtual DES this classifier saw
-        made = read_manifest(workspace.vdes(cfg.vdes)) or {}
-        summary["vdes_source"] = {k: made.get(k) for k in ("name", "config_hash", "inputs", "inputs_hash")}
+    if run.vdes_source is not None:
+        summary["vdes_source"] = run.vdes_source
+    return summary
+
+
+def run_classification(cfg: TrainConfig, work: Path | Workspace, out: Path | None = None,
+                       on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train `cfg.arch` on the train split, select on validation F1, report that epoch's val and test metrics."""
+    run = prepare_classification(cfg, work)
+    fitter = run.fitter()
+    while not fitter.done:
+        record = fitter.step()
+        if on_epoch is not None:
+            on_epoch(record)
+    summary = summarise(run, fitter.result)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(to_yaml(cfg))
         write_json(out / "metrics.json", summary)
-        torch.save(result.best_state, out / "best.pt")
+        torch.save(fitter.result.best_state, out / "best.pt")
     return summary

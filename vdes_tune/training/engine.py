@@ -74,38 +74,100 @@ def _better(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
-def fit(task: Task, train: Iterable[Any], val: Iterable[Any], test: Iterable[Any] | None, epochs: int,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None, patience: int = 0) -> FitResult:
-    """Train for `epochs`, validate each epoch, keep the epoch with the best validation metric.
+def seed_epoch(seed: int, epoch: int, *loaders: Any) -> None:
+    """Reseed every RNG (and the loaders' shuffling) from (seed, epoch): an epoch is the same whether the
+    run went straight through, was resumed from a checkpoint, or ran interleaved with other runs."""
+    mixed = (seed * 1_000_003 + epoch) % 2**63
+    random.seed(mixed)
+    np.random.seed(mixed % 2**32)
+    torch.manual_seed(mixed)
+    for loader in loaders:
+        generator = getattr(loader, "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(mixed)
 
-    With `patience` > 0, stop once that many epochs in a row have not improved the validation metric.
-    """
-    result = FitResult()
-    best: float | None = None
-    for epoch in range(epochs):
+
+def _cpu_copy(state: Any) -> Any:
+    """A detached CPU copy of a (nested) state dict: the best epoch's weights never cost GPU memory."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {k: _cpu_copy(v) for k, v in state.items()}
+    return copy.deepcopy(state)
+
+
+class Fitter:
+    """The loop one epoch at a time, so a caller can report, checkpoint and resume between epochs."""
+
+    def __init__(self, task: Task, train: Iterable[Any], val: Iterable[Any], test: Iterable[Any] | None,
+                 epochs: int, patience: int = 0, seed: int | None = None, keep_best_state: bool = True) -> None:
+        self.task, self.train, self.val, self.test = task, train, val, test
+        self.epochs, self.patience, self.seed, self.keep_best_state = epochs, patience, seed, keep_best_state
+        self.epoch = 0
+        self.best: float | None = None
+        self.result = FitResult()
+
+    @property
+    def done(self) -> bool:
+        """All epochs run, or stopped early."""
+        return self.epoch >= self.epochs or self.result.stopped_early
+
+    def step(self) -> dict[str, Any]:
+        """Train and validate one epoch; returns its record."""
+        task, result, epoch = self.task, self.result, self.epoch
         start = time.perf_counter()
+        if self.seed is not None:
+            seed_epoch(self.seed, epoch, self.train)
         task.train(True)
         sums: dict[str, float] = {}
         steps = 0
-        for batch in train:
+        for batch in self.train:
             for k, v in task.train_step(batch).items():
                 sums[k] = sums.get(k, 0.0) + v
             steps += 1
         task.train(False)
-        val_metrics = task.evaluate(val)
+        val_metrics = task.evaluate(self.val)
         # Test is read every epoch but only ever reported for the epoch chosen on validation.
-        test_metrics = task.evaluate(test) if test is not None else {}
+        test_metrics = task.evaluate(self.test) if self.test is not None else {}
         record = {"epoch": epoch, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                   "val": val_metrics, "test": test_metrics, "seconds": time.perf_counter() - start}
         result.history.append(record)
         score = val_metrics[task.selection_metric]
-        if _better(score, best, task.selection_mode):
-            best = score
+        if _better(score, self.best, task.selection_mode):
+            self.best = score
             result.best_epoch, result.best_val, result.best_test = epoch, val_metrics, test_metrics
-            result.best_state = copy.deepcopy(task.state_dict())
+            if self.keep_best_state:
+                result.best_state = _cpu_copy(task.state_dict())
+        self.epoch += 1
+        if self.patience and epoch - result.best_epoch >= self.patience and self.epoch < self.epochs:
+            result.stopped_early = True
+        return record
+
+    def progress(self) -> dict[str, Any]:
+        """JSON-able progress (epoch, best, history) for a checkpoint."""
+        r = self.result
+        return {"epoch": self.epoch, "best": self.best, "best_epoch": r.best_epoch, "best_val": r.best_val,
+                "best_test": r.best_test, "history": r.history, "stopped_early": r.stopped_early}
+
+    def restore(self, progress: dict[str, Any], training_state: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by `progress()` and the task's `training_state()`."""
+        self.task.load_training_state(training_state)  # type: ignore[attr-defined]
+        self.epoch, self.best = int(progress["epoch"]), progress["best"]
+        self.result = FitResult(list(progress["history"]), int(progress["best_epoch"]), dict(progress["best_val"]),
+                                dict(progress["best_test"]), {}, bool(progress["stopped_early"]))
+
+
+def fit(task: Task, train: Iterable[Any], val: Iterable[Any], test: Iterable[Any] | None, epochs: int,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None, patience: int = 0,
+        seed: int | None = None) -> FitResult:
+    """Train for `epochs`, validate each epoch, keep the epoch with the best validation metric.
+
+    With `patience` > 0, stop once that many epochs in a row have not improved the validation metric.
+    With `seed`, every epoch reseeds the RNGs from (seed, epoch) (see `seed_epoch`).
+    """
+    fitter = Fitter(task, train, val, test, epochs, patience, seed)
+    while not fitter.done:
+        record = fitter.step()
         if on_epoch is not None:
             on_epoch(record)
-        if patience and epoch - result.best_epoch >= patience:
-            result.stopped_early = epoch + 1 < epochs
-            break
-    return result
+    return fitter.result

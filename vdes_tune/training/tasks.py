@@ -89,6 +89,30 @@ class ClassificationTask:
             state["generator"] = self.generator.state_dict()
         return state
 
+    def training_state(self) -> dict[str, Any]:
+        """Weights and optimiser state: what a checkpoint needs to resume mid-run."""
+        return {**self.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Resume from `training_state()`."""
+        self.classifier.load_state_dict(state["classifier"])
+        if self.generator is not None:
+            self.generator.load_state_dict(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def to(self, device: torch.device) -> "ClassificationTask":
+        """Move models, optimiser state and normalisation to `device` (to park idle repeats off the GPU)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        for module in (self.classifier, self.generator):
+            if module is not None:
+                module.to(device)
+        for state in self.optimizer.state.values():
+            for k, v in state.items():
+                if isinstance(v, torch.Tensor) and k != "step":
+                    state[k] = v.to(device)
+        self.mean, self.std, self.device = self.mean.to(device), self.std.to(device), device
+        self.autocast = autocast_for(device)
+        return self
 
 
 def autocast_for(device: torch.device) -> torch.autocast:

@@ -1,0 +1,172 @@
+"""Read a finished (or interrupted) search back: the leaderboard, and the best configuration per
+architecture as `best/<experiment>.yaml`, the file `vdes-tune evaluate` reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from vdes_tune import __version__
+from vdes_tune.config import TrainConfig, from_dict, to_dict
+from vdes_tune.errors import BadInputError
+from vdes_tune.search.space import ARCH_KEY, SearchSpace, parse_space
+from vdes_tune.search.storage import SIDECAR, experiment_path, is_uri, read_text
+from vdes_tune.workspace import Workspace
+
+BEST_FORMAT = 1
+METRIC_COLUMNS = ("val_f1", "val_accuracy", "val_roc_auc", "val_macro_f1",
+                  "test_f1", "test_accuracy", "test_roc_auc", "test_macro_f1")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as the experiment on disk knows it."""
+
+    trial_id: str
+    status: str
+    config: dict[str, Any]
+    last_result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A search experiment: where it is, what made it, and its trials."""
+
+    path: str
+    sidecar: dict[str, Any]
+    space: SearchSpace
+    trials: list[TrialRecord]
+
+
+def load_experiment(path: str) -> Experiment:
+    """Trials and provenance of the experiment at `path` (local folder or URI)."""
+    from ray.tune import ExperimentAnalysis
+
+    found = read_text(f"{path.rstrip('/')}/{SIDECAR}")
+    if found is None:
+        raise BadInputError(f"{path}: not a vdes-tune search experiment (no {SIDECAR}); run `vdes-tune search`")
+    sidecar = json.loads(found)
+    space = parse_space(sidecar["space"], sidecar.get("space_path", path), name=sidecar["experiment"])
+    try:
+        analysis = ExperimentAnalysis(path)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise BadInputError(f"{path}: cannot read the Tune experiment: {exc}") from exc
+    trials = [TrialRecord(t.trial_id, t.status, dict(t.config), dict(t.last_result or {})) for t in analysis.trials]
+    return Experiment(path, sidecar, space, trials)
+
+
+def leaderboard(exp: Experiment) -> pd.DataFrame:
+    """One row per trial, best first: finished feasible trials by the objective, then the rest."""
+    space = exp.space
+    rows = []
+    for t in exp.trials:
+        r = t.last_result
+        row: dict[str, Any] = {"trial_id": t.trial_id, "status": t.status,
+                               "feasible": int(r.get("feasible", 1)) if r else -1}
+        if len(space.arch) == 1:
+            row[ARCH_KEY] = space.arch[0]
+        row.update({k: v for k, v in t.config.items() if not k.startswith("_")})
+        row[space.metric] = r.get(space.metric, float("nan"))
+        row[f"{space.metric}_std"] = r.get(f"{space.metric}_std", float("nan"))
+        row.update({c: r.get(c, float("nan")) for c in METRIC_COLUMNS if c != space.metric})
+        row.update({"epochs": r.get("epoch", 0), "best_epoch_mean": r.get("best_epoch_mean", float("nan")),
+                    "memory_estimate_gb": r.get("memory_estimate_gb", float("nan")),
+                    "gpu_fraction": r.get("gpu_fraction", float("nan")), "oom": int(r.get("oom", 0)),
+                    "seconds": r.get("time_total_s", float("nan"))})
+        rows.append(row)
+    board = pd.DataFrame(rows)
+    if board.empty:
+        return board
+    good = (board["status"] == "TERMINATED") & (board["feasible"] == 1)
+    board["_group"] = (~good).astype(int)
+    board = board.sort_values(["_group", space.metric, "trial_id"],
+                              ascending=[True, space.mode == "min", True], na_position="last")
+    board = board.drop(columns="_group").reset_index(drop=True)
+    board.insert(0, "rank", range(1, len(board) + 1))
+    return board
+
+
+def best_per_architecture(exp: Experiment, board: pd.DataFrame) -> dict[int, dict[str, Any]]:
+    """For each architecture, the best finished feasible trial: its full TrainConfig and its scores."""
+    space = exp.space
+    good = board[(board["status"] == "TERMINATED") & (board["feasible"] == 1) & board[space.metric].notna()]
+    out: dict[int, dict[str, Any]] = {}
+    by_id = {t.trial_id: t for t in exp.trials}
+    for _, row in good.iterrows():
+        arch = int(row[ARCH_KEY])
+        if arch in out:
+            continue  # the board is sorted best first
+        point = {k: v for k, v in by_id[row["trial_id"]].config.items() if not k.startswith("_")}
+        cfg = space.train_config(point)
+        out[arch] = {
+            "config": to_dict(cfg), "searched": point, "trial_id": row["trial_id"],
+            "objective": {space.metric: float(row[space.metric]), f"{space.metric}_std": float(row[f"{space.metric}_std"]),
+                          "repeats": space.repeats, "seeds": space.seeds(point), "epochs": int(row["epochs"])},
+        }
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def export(experiment: str, work: Path, storage: str = "") -> dict[str, Any]:
+    """Write `best/<experiment>.yaml` and `best/<experiment>-leaderboard.csv`; returns what was written."""
+    workspace = Workspace.at(work)
+    storage = storage or str(workspace.root / "search")
+    if not is_uri(storage):
+        storage = str(Path(storage).expanduser().resolve())
+    path = experiment_path(storage, experiment)
+    exp = load_experiment(path)
+    board = leaderboard(exp)
+    best = best_per_architecture(exp, board)
+    if not best:
+        raise BadInputError(f"{path}: no finished feasible trial to export yet")
+    space = exp.space
+    counts = {"total": len(board), "finished": int((board["status"] == "TERMINATED").sum()),
+              "infeasible": int((board["feasible"] == 0).sum()), "errored": int((board["status"] == "ERROR").sum())}
+    doc = {
+        "format": BEST_FORMAT, "experiment": exp.sidecar["experiment"], "metric": space.metric, "mode": space.mode,
+        "architectures": best,
+        "provenance": {
+            "space": {"name": space.name, "path": space.path, "hash": space.content_hash(),
+                      "algorithm": space.algorithm, "scheduler": space.scheduler, "repeats": space.repeats},
+            "storage": path, "dataset": exp.sidecar.get("dataset"), "options": exp.sidecar.get("options"),
+            "calibration": exp.sidecar.get("calibration"), "trials": counts,
+            "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "vdes_tune": __version__,
+        },
+    }
+    out_yaml = workspace.root / "best" / f"{exp.sidecar['experiment']}.yaml"
+    out_csv = workspace.root / "best" / f"{exp.sidecar['experiment']}-leaderboard.csv"
+    _atomic_write(out_csv, board.to_csv(index=False))
+    _atomic_write(out_yaml, yaml.safe_dump(doc, sort_keys=False))
+    return {"best": str(out_yaml), "leaderboard": str(out_csv), "architectures": sorted(best), **counts}
+
+
+def read_best(path: Path) -> dict[int, TrainConfig]:
+    """The best TrainConfig per architecture from a `best/<experiment>.yaml`."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise BadInputError(f"{path}: cannot read best configurations: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("format") != BEST_FORMAT or not isinstance(doc.get("architectures"), dict):
+        raise BadInputError(f"{path}: not a best-configuration file of format {BEST_FORMAT} (see `vdes-tune export`)")
+    out = {}
+    for arch, entry in doc["architectures"].items():
+        try:
+            out[int(arch)] = from_dict(TrainConfig, entry["config"])
+        except (KeyError, TypeError, ValueError, BadInputError) as exc:
+            raise BadInputError(f"{path}: architectures.{arch}.config: {exc}") from exc
+    return out

@@ -1,0 +1,220 @@
+"""Run a search: Ray Tune Tuner with OptunaSearch (grid points enqueued exactly), optional ASHA,
+GPU-fractional trials from the memory estimate, a live summary, and resume with Tuner.restore."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from vdes_tune.config import to_dict
+from vdes_tune.errors import BadInputError
+from vdes_tune.search.space import SearchSpace
+from vdes_tune.search.storage import SIDECAR, experiment_path, is_uri, read_text, write_text
+from vdes_tune.search.trainable import TrialContext, resources_for, run_trial
+from vdes_tune.training.memory import Calibration, load_calibration
+from vdes_tune.workspace import Workspace, dataset_fingerprint, read_manifest
+
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Command-line settings of one search."""
+
+    name: str = ""
+    storage: str = ""
+    max_concurrent: int | None = None
+    gpu_memory_gb: float = 24.0
+    cpus_per_trial: float = 1.0
+    address: str | None = None
+    mlflow_uri: str = ""
+    max_failures: int = 2
+    calibration: str = ""
+    overrides: tuple[str, ...] = field(default_factory=tuple)
+
+
+def input_size(workspace: Workspace) -> int:
+    """Crop side of the ingested shards (what every trial trains on)."""
+    found = read_manifest(workspace.dataset.root) or {}
+    return int((found.get("config") or {}).get("crop_size", 224))
+
+
+class LiveSummary(tune.Callback):
+    """A Tune callback that prints one line when the picture changes: running, done, best so far."""
+
+    def __init__(self, space: SearchSpace, every_s: float = 15.0) -> None:
+        super().__init__()
+        self.metric, self.mode, self.total, self.every_s = space.metric, space.mode, space.size, every_s
+        self.best: tuple[float, str] | None = None
+        self.last_line, self.last_time = "", 0.0
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        """Track the best objective among feasible results."""
+        value = result.get(self.metric)
+        if value is None or value != value or not result.get("feasible", 1):
+            return
+        better = self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
+        if better:
+            shown = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in sorted(trial.config.items()))
+            self.best = (float(value), f"{trial.trial_id} ({shown})")
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Print a status line when it changed, or every `every_s` seconds."""
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t.status] = counts.get(t.status, 0) + 1
+        infeasible = sum(1 for t in trials if (t.last_result or {}).get("feasible") == 0)
+        best = f"best {self.metric} {self.best[0]:.4f} by {self.best[1]}" if self.best else "no result yet"
+        line = (f"[search] {counts.get('TERMINATED', 0)}/{self.total} done ({infeasible} infeasible, "
+                f"{counts.get('ERROR', 0)} errored), {counts.get('RUNNING', 0)} running, "
+                f"{counts.get('PENDING', 0)} pending; {best}")
+        now = time.monotonic()
+        if line != self.last_line or now - self.last_time > self.every_s:
+            print(line, flush=True)
+            self.last_line, self.last_time = line, now
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Final status line."""
+        self.last_line = ""
+        self.on_step_end(0, trials)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _searcher(space: SearchSpace) -> Any:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    if space.algorithm == "optuna-tpe":
+        sampler = optuna.samplers.TPESampler(seed=space.seed)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=space.seed)
+    # A grid is its points enqueued in order: each trial takes the next one, exactly once.
+    points = space.grid() if space.algorithm == "grid" else None
+    return OptunaSearch(space.define_by_run(), metric=space.metric, mode=space.mode, sampler=sampler,
+                        points_to_evaluate=points)
+
+
+def _scheduler(space: SearchSpace) -> Any:
+    if space.scheduler != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", max_t=space.epochs, grace_period=space.grace_period,
+                         reduction_factor=space.reduction_factor)
+
+
+def _callbacks(space: SearchSpace, opts: SearchOptions, name: str) -> list[Any]:
+    callbacks: list[Any] = [LiveSummary(space)]
+    if opts.mlflow_uri:
+        try:
+            from ray.air.integrations.mlflow import MLflowLoggerCallback
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise BadInputError("--mlflow-uri needs MLflow: pip install 'vdes-tune[mlflow]'") from None
+        callbacks.append(MLflowLoggerCallback(tracking_uri=opts.mlflow_uri, experiment_name=name,
+                                              save_artifact=False))
+    return callbacks
+
+
+def _check_sidecar(path: str, sidecar: dict[str, Any]) -> bool:
+    """True when an experiment already exists at `path` for the same space; error when it differs."""
+    found = read_text(f"{path}/{SIDECAR}")
+    if found is None:
+        return False
+    previous = json.loads(found)
+    for key, what in (("space_hash", "search space"), ("dataset", "dataset")):
+        if previous.get(key) != sidecar.get(key):
+            raise BadInputError(f"{path}: this experiment was started with another {what}; a restore cannot "
+                                f"change it. Use another --name, or delete the folder to start over")
+    return True
+
+
+def run_search(space: SearchSpace, work: Path, opts: SearchOptions) -> dict[str, Any]:
+    """Run (or resume) the search of `space` on the workspace's shards; returns the summary."""
+    from vdes_tune.runtime import ray_session
+    from vdes_tune.search.export import leaderboard, load_experiment
+
+    workspace = Workspace.at(work)
+    dataset = dataset_fingerprint(workspace.dataset)  # refuses a workspace without a finished ingest
+    name = opts.name or space.name
+    storage = opts.storage or str(workspace.root / "search")
+    if not is_uri(storage):
+        storage = str(Path(storage).expanduser().resolve())
+    path = experiment_path(storage, name)
+    calibration: Calibration = load_calibration(Path(opts.calibration) if opts.calibration else None)
+    sidecar = {"experiment": name, "space": space.source, "space_path": space.path, "space_hash": space.content_hash(),
+               "dataset": dataset, "workspace": str(workspace.root), "options": to_dict(opts),
+               "calibration": {"activation_factor": calibration.activation_factor,
+                               "overhead_gb": calibration.overhead_gb, "source": calibration.source}}
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # a killed driver loses at most ~2 s of state
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Snapshots on every checkpoint are what make a killed driver resumable; the warning is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with ray_session(opts.address, quiet=True):
+        import ray
+
+        use_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        ctx = TrialContext(space, str(workspace.root), input_size(workspace), opts.gpu_memory_gb, use_gpu,
+                           opts.cpus_per_trial, calibration)
+        trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources_for(ctx))
+        resumed = _check_sidecar(path, sidecar) and tune.Tuner.can_restore(path)
+        if resumed:
+            print(f"[search] resuming {path}", flush=True)
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            write_text(f"{path}/{SIDECAR}", json.dumps(sidecar, indent=2, default=str))
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=_searcher(space), scheduler=_scheduler(space), metric=space.metric,
+                    mode=space.mode, num_samples=space.size, max_concurrent_trials=opts.max_concurrent,
+                    trial_dirname_creator=_trial_dirname),
+                run_config=tune.RunConfig(
+                    name=name, storage_path=storage, verbose=0, callbacks=_callbacks(space, opts, name),
+                    failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+            )
+        tuner.fit()
+    board = leaderboard(load_experiment(path))
+    summary = summarise(board, space, name, path)
+    summary["resumed"] = resumed
+    return summary
+
+
+def summarise(board: Any, space: SearchSpace, name: str, path: str) -> dict[str, Any]:
+    """Counts and the best trial of a leaderboard."""
+    done = board[board["status"] == "TERMINATED"]
+    good = done[done["feasible"] == 1]
+    best = good.iloc[0].to_dict() if len(good) else None
+    return {"experiment": name, "path": path, "metric": space.metric, "mode": space.mode, "trials": len(board),
+            "finished": len(done), "infeasible": int((board["feasible"] == 0).sum()),
+            "errored": int((board["status"] == "ERROR").sum()), "best": best}
+
+
+def print_leaderboard(board: Any, metric: str, top: int = 10, out: Any = sys.stdout) -> None:
+    """The leaderboard's first rows as a text table."""
+    params = [c for c in board.columns if c.startswith("train.") or c == "arch"]
+    cols = ["rank", "trial_id", "status", metric, f"{metric}_std", *params, "epochs", "memory_estimate_gb",
+            "gpu_fraction"]
+    cols = [c for c in cols if c in board.columns]
+    shown = board.head(top)[cols].copy()
+    for c in shown.columns:
+        if shown[c].dtype.kind == "f":
+            shown[c] = shown[c].map(lambda v: f"{v:.4g}")
+    print(shown.to_string(index=False), file=out, flush=True)

@@ -1,0 +1,220 @@
+"""Peak GPU memory of a training run, estimated without a GPU: meta-device tracing plus a calibration.
+
+The estimate is `weights + gradients + Adam state + activation_factor * saved activations + overhead`.
+Saved activations are counted exactly by running one training forward on the meta device (no memory,
+no compute) with autograd's saved-tensor hooks. The two calibration numbers absorb what the trace
+cannot see (bf16 autocast halving some activations, transient backward buffers, the CUDA context and
+cuDNN workspace); they are fitted on a real GPU by `benchmarks/memory_calibration.py` and stored as
+JSON. The shipped default is deliberately conservative (fp32 activations, 1 GiB overhead).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from vdes_tune.config import TrainConfig, to_dict
+from vdes_tune.errors import BadInputError
+from vdes_tune.models.architectures import get_architecture
+
+GIB = 1024 ** 3
+CALIBRATION_ENV = "VDES_MEMORY_CALIBRATION"
+DEFAULT_CALIBRATION_FILE = Path(__file__).with_name("memory_calibration.json")
+QUANTUM = 8  # GPU fractions are multiples of 1/8 of a GPU
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How traced bytes map to measured peak bytes on one kind of GPU."""
+
+    activation_factor: float = 1.0
+    overhead_gb: float = 1.0
+    source: str = "uncalibrated default"
+    gpu: str = ""
+    measurements: tuple[dict[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.activation_factor <= 0 or self.overhead_gb < 0:
+            raise BadInputError(f"memory calibration: activation_factor must be > 0 and overhead_gb >= 0, "
+                                f"got {self.activation_factor}, {self.overhead_gb}")
+
+
+def load_calibration(path: Path | None = None) -> Calibration:
+    """The calibration in `path`, else in $VDES_MEMORY_CALIBRATION, else the one shipped with the package."""
+    path = Path(path or os.environ.get(CALIBRATION_ENV) or DEFAULT_CALIBRATION_FILE)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"{path}: cannot read memory calibration: {exc}") from exc
+    known = {"activation_factor", "overhead_gb", "source", "gpu", "measurements"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise BadInputError(f"{path}: unknown memory calibration field(s) {unknown}")
+    data["measurements"] = tuple(data.get("measurements", ()))
+    return Calibration(**data)
+
+
+def save_calibration(cal: Calibration, path: Path) -> None:
+    """Write a calibration as JSON (atomically)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({**asdict(cal), "measurements": list(cal.measurements)}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak GPU memory of one training run, by component, in bytes."""
+
+    trainable_params: int
+    frozen_params: int
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int  # saved for backward by one training step, as traced (fp32)
+    overhead: int
+    total: int
+    activation_factor: float
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_gb(self) -> float:
+        """The estimate in GiB."""
+        return self.total / GIB
+
+    def breakdown_gb(self) -> dict[str, float]:
+        """Each component in GiB (activations after calibration)."""
+        return {"weights": self.weights / GIB, "gradients": self.gradients / GIB, "optimizer": self.optimizer / GIB,
+                "activations": self.activations * self.activation_factor / GIB, "overhead": self.overhead / GIB,
+                "total": self.total / GIB}
+
+
+def saved_activation_bytes(model: nn.Module, forward: Any) -> int:
+    """Bytes autograd saves for backward while `forward()` runs, parameters excluded, shared storage once."""
+    params = {id(p) for p in model.parameters()}
+    seen: dict[int, torch.Tensor] = {}  # keeps each tensor alive so ids are not reused mid-trace
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        base = t._base if t._base is not None else t
+        if id(t) not in params and id(base) not in params:
+            seen.setdefault(id(base), base)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        forward()
+    return sum(t.untyped_storage().nbytes() if t.device.type != "meta" else t.numel() * t.element_size()
+               for t in seen.values())
+
+
+@functools.lru_cache(maxsize=1024)
+def _classifier_trace(name: str, dropout: float, batch: int, size: int, device: str) -> tuple[int, int]:
+    """(parameters, saved bytes) of the classifier's training forward on a batch x 3 x size x size input."""
+    from vdes_tune.models.classifiers import build_classifier
+
+    with torch.device(device):
+        model = build_classifier(name, dropout=dropout).train()
+        x = torch.zeros(batch, 3, size, size)
+    return sum(p.numel() for p in model.parameters()), saved_activation_bytes(model, lambda: model(x).sum())
+
+
+@functools.lru_cache(maxsize=1024)
+def _generator_trace(kind: str, width: int, depth: int, dropout: float, batch: int, size: int, trained: bool,
+                     device: str) -> tuple[int, int]:
+    """(parameters, saved bytes) of the generator's forward: with autograd when it trains (#5), else none."""
+    from vdes_tune.models.cyclegan import ResnetGenerator
+    from vdes_tune.models.registry import build_model
+
+    with torch.device(device):
+        model = (build_model("unet", width=width, depth=depth, dropout=dropout) if kind == "unet"
+                 else ResnetGenerator()).train(trained)
+        x = torch.zeros(batch, 1, size, size)
+    params = sum(p.numel() for p in model.parameters())
+    if not trained:
+        return params, 0  # a frozen generator runs under no_grad: nothing is saved for backward
+    return params, saved_activation_bytes(model, lambda: model(x).sum())
+
+
+def trace(cfg: TrainConfig, input_size: int = 224, device: str = "meta") -> tuple[int, int, int]:
+    """(trainable params, frozen params, saved activation bytes) of one training step of `cfg`.
+
+    The classifier's and the generator's graphs only meet at the classifier's input, which the
+    classifier's first layer saves; so the two are traced (and cached) apart and summed.
+    """
+    arch = get_architecture(cfg.arch)
+    trainable, saved = _classifier_trace(cfg.classifier, cfg.dropout, cfg.batch_size, input_size, device)
+    frozen = 0
+    # #4/#6 reading a synthesised vdes set need no generator on the device.
+    if arch.generator and (arch.end_to_end or not cfg.vdes):
+        params, g_saved = _generator_trace(arch.generator, cfg.unet_width, cfg.unet_depth, cfg.unet_dropout,
+                                           cfg.batch_size, input_size, arch.end_to_end, device)
+        if arch.end_to_end:
+            trainable, saved = trainable + params, saved + g_saved
+        else:
+            frozen = params
+    return trainable, frozen, saved
+
+
+def estimate(cfg: TrainConfig, input_size: int = 224, calibration: Calibration | None = None) -> MemoryEstimate:
+    """Peak GPU memory of training `cfg` (one repeat on the device at a time; see search/trainable.py)."""
+    cal = calibration or load_calibration()
+    relevant = {k: v for k, v in to_dict(cfg).items()
+                if k in ("arch", "classifier", "dropout", "batch_size", "unet_width", "unet_depth",
+                         "unet_dropout", "vdes")}
+    trainable, frozen, saved = trace(cfg, input_size)
+    weights, grads, adam = 4 * (trainable + frozen), 4 * trainable, 8 * trainable  # fp32 master weights
+    overhead = int(cal.overhead_gb * GIB)
+    total = int(weights + grads + adam + cal.activation_factor * saved + overhead)
+    return MemoryEstimate(trainable, frozen, weights, grads, adam, saved, overhead, total, cal.activation_factor,
+                          {**relevant, "input_size": input_size})
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a configuration goes on a GPU of `budget_gb`: its quantised fraction, or infeasible."""
+
+    estimate_gb: float
+    budget_gb: float
+    fraction: float  # of one GPU of the budget's size; 0 when infeasible
+    feasible: bool
+    reason: str = ""
+
+
+def place(estimate_bytes: int, budget_gb: float, quantum: int = QUANTUM) -> Placement:
+    """The smallest multiple of 1/quantum of the budget that holds the estimate (10% headroom kept)."""
+    if budget_gb <= 0:
+        raise BadInputError(f"--gpu-memory-gb must be > 0, got {budget_gb}")
+    gb = estimate_bytes / GIB
+    usable = 0.9 * budget_gb  # allocator fragmentation and the per-process cap's own slack
+    if gb > usable:
+        return Placement(gb, budget_gb, 0.0, False,
+                         f"needs {gb:.1f} GiB, more than 90% of the {budget_gb:g} GiB budget")
+    fraction = max(1, math.ceil(gb / usable * quantum)) / quantum
+    return Placement(gb, budget_gb, fraction, True)
+
+
+def fit_calibration(rows: Iterable[dict[str, Any]], gpu: str = "", max_under: float = 0.05) -> Calibration:
+    """Least-squares activation factor and overhead from measured peaks, then raised until no row is
+    underestimated by more than `max_under` (rows: fixed_bytes, activation_bytes, measured_bytes)."""
+    rows = list(rows)
+    if len(rows) < 2:
+        raise BadInputError("memory calibration needs at least two measured configurations")
+    # measured - fixed = factor * activations + overhead
+    xs = [float(r["activation_bytes"]) for r in rows]
+    ys = [float(r["measured_bytes"]) - float(r["fixed_bytes"]) for r in rows]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    factor = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx > 0 else my / max(mx, 1.0)
+    factor = max(factor, 0.05)
+    overhead = max(my - factor * mx, 0.0)
+    # Shift the overhead up until the worst underestimate is within max_under of its measurement.
+    need = max((1 - max_under) * float(r["measured_bytes"]) - (float(r["fixed_bytes"]) + factor * x + overhead)
+               for r, x in zip(rows, xs))
+    overhead += max(need, 0.0)
+    return Calibration(round(factor, 4), round(overhead / GIB, 4), "fitted", gpu, tuple(rows))
