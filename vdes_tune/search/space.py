@@ -297,7 +297,7 @@ def parse_space(data: dict[str, Any], where: str, name: str = "") -> SearchSpace
         if loose:
             raise _fail(where, f"parameters.{loose[0]}", "a grid needs choice or int domains")
     space = SearchSpace(
-        name=str(data.get("name") or name), path=where, description=str(data.get("description", "")),
+        name=str(data.get("name") or name or Path(where).stem), path=where, description=str(data.get("description", "")),
         arch=tuple(arch), metric=metric, mode=mode, repeats=ints["repeats"], algorithm=algorithm,
         num_samples=ints["num_samples"], seed=ints["seed"], scheduler=scheduler, grace_period=grace,
         reduction_factor=reduction, fixed=fixed, parameters=params, source=data)

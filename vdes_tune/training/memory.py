@@ -97,8 +97,9 @@ class MemoryEstimate:
 
 
 def saved_activation_bytes(model: nn.Module, forward: Any) -> int:
-    """Bytes autograd saves for backward while `forward()` runs, parameters excluded, shared storage once."""
-    params = {id(p) for p in model.parameters()}
+    """Bytes autograd saves for backward while `forward()` runs, model state (parameters, BatchNorm
+    running statistics) excluded, shared storage counted once."""
+    params = {id(p) for p in model.parameters()} | {id(b) for b in model.buffers()}
     seen: dict[int, torch.Tensor] = {}  # keeps each tensor alive so ids are not reused mid-trace
 
     def pack(t: torch.Tensor) -> torch.Tensor:
