@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -121,7 +122,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     space, point = ctx.space, _point(config)
     cfg, est, placement = plan_point(ctx, point)
     info = {"memory_estimate_gb": round(est.total_gb, 3), "gpu_fraction": placement.fraction if ctx.use_gpu else 0.0,
-            "repeats": space.repeats}
+            "repeats": space.repeats, "trial_start": time.time()}
     if not placement.feasible:
         tune.report({space.metric: ctx.penalty, "feasible": 0, "epoch": 0, **info})
         return
@@ -164,7 +165,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             metrics = aggregate([f.progress() for f in fitters], space.metric, last)
             with tempfile.TemporaryDirectory() as folder:
                 _save(Path(folder), fitters, point)
-                tune.report({**metrics, "feasible": 1, "epoch": max(f.epoch for f in fitters), **info},
+                tune.report({**metrics, "feasible": 1, "epoch": max(f.epoch for f in fitters), **info,
+                             "report_time": time.time()},
                             checkpoint=tune.Checkpoint.from_directory(folder))
     except torch.cuda.OutOfMemoryError:
         # Over its share despite the estimate: this trial fails alone and tells the searcher so.

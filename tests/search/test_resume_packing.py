@@ -1,0 +1,120 @@
+"""Resume after the driver is SIGKILLed, and fractional-GPU packing on a logical GPU (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.search.conftest import write_space, zero_overhead_calibration
+from vdes_tune.config import TrainConfig
+from vdes_tune.training.memory import estimate, load_calibration, place
+
+pytestmark = pytest.mark.ray
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+
+def _results(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _wait_gone(pgid: int, timeout: float = 60) -> None:
+    """Ray's local processes share the driver's fate; make sure none is left writing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.killpg(pgid, signal.SIGKILL)
+
+
+def test_killed_search_resumes_without_duplicates_or_gaps(search_work, tmp_path):
+    from ray.tune import ExperimentAnalysis
+
+    space = write_space(tmp_path / "killed.yaml", parameters={"train.lr": {"choice": [1.0e-3, 5.0e-4, 1.0e-4]}},
+                        fixed={"train.classifier": "resnet18", "train.epochs": 2, "train.batch_size": 4})
+    cmd = [sys.executable, "-m", "vdes_tune", "search", str(space), "--work", str(search_work), "--max-concurrent", "1"]
+    exp = search_work / "search" / "killed"
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, finished, partial = time.monotonic() + 300, None, None
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            progress = {d: _results(d) for d in exp.glob("trial_*")}
+            finished = next((d for d, r in progress.items() if r and r[-1]["epoch"] == 2), None)
+            partial = next((d for d, r in progress.items() if r and r[-1]["epoch"] < 2), None)
+            if finished and partial:
+                break
+            time.sleep(0.2)
+        assert finished and partial, "the search never reached 'one trial done, one mid-way'"
+        before = (finished / "result.json").read_text()
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only; its Ray processes die with it
+        proc.wait()
+    finally:
+        _wait_gone(proc.pid)
+
+    again = subprocess.run(cmd + ["--json"], env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = json.loads(again.stdout[again.stdout.index("{"):])
+    assert summary["resumed"] and summary["finished"] == 3 and summary["errored"] == 0
+
+    trials = ExperimentAnalysis(str(exp)).trials
+    lrs = sorted(t.config["train.lr"] for t in trials)
+    assert lrs == [1e-4, 5e-4, 1e-3]  # every grid point exactly once
+    assert all(t.status == "TERMINATED" and t.last_result["epoch"] == 2 for t in trials)
+    assert (finished / "result.json").read_text() == before  # the finished trial was not run again
+    epochs = [r["epoch"] for r in _results(partial)]
+    assert epochs[-1] == 2 and epochs[0] == 1 and max(epochs.count(e) for e in set(epochs)) <= 2
+
+
+PACKING_SCRIPT = """
+import sys
+from pathlib import Path
+import ray
+from vdes_tune.search.runner import SearchOptions, run_search
+from vdes_tune.search.space import load_space
+ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1",
+         logging_level="warning")
+run_search(load_space(sys.argv[1]), Path(sys.argv[2]),
+           SearchOptions(gpu_memory_gb=float(sys.argv[3]), calibration=sys.argv[4]))
+"""
+
+
+def test_trials_request_their_estimated_fraction_and_never_overfill_the_gpu(search_work, tmp_path):
+    from ray.tune import ExperimentAnalysis
+
+    cal_path = zero_overhead_calibration(tmp_path / "cal.json")
+    cal = load_calibration(cal_path)
+    est = {bs: estimate(TrainConfig(arch=1, classifier="resnet18", batch_size=bs), 64, cal).total for bs in (4, 8)}
+    budget = est[4] / 1024 ** 3 / (0.9 * 0.45)  # batch 4 needs 4/8 of the GPU; batch 8 a little more
+    expected = {bs: place(e, budget).fraction for bs, e in est.items()}
+    assert expected[4] == 0.5 and 0.5 <= expected[8] < 1
+    space = write_space(tmp_path / "packing.yaml", parameters={
+        "train.lr": {"choice": [1.0e-3, 1.0e-4]}, "train.batch_size": {"choice": [4, 8]}},
+        fixed={"train.classifier": "resnet18", "train.epochs": 2})
+    run = subprocess.run([sys.executable, "-c", PACKING_SCRIPT, str(space), str(search_work), str(budget),
+                          str(cal_path)], env=ENV, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    trials = ExperimentAnalysis(str(search_work / "search" / "packing")).trials
+    assert len(trials) == 4 and all(t.status == "TERMINATED" for t in trials)
+    spans = []
+    for t in trials:
+        asked = t.placement_group_factory.required_resources
+        assert asked.get("GPU") == expected[t.config["train.batch_size"]]  # exactly the estimate's fraction
+        results = _results(Path(t.path))
+        spans.append((results[0]["trial_start"], results[-1]["report_time"], asked["GPU"]))
+    # At every moment the trials holding the GPU fit in it.
+    for start, _, _ in spans:
+        load = sum(f for s, e, f in spans if s <= start <= e)
+        assert load <= 1.0 + 1e-9
