@@ -82,3 +82,15 @@ def test_export_of_a_missing_experiment_is_a_clear_error(search_work):
 
     with pytest.raises(BadInputError, match="not a vdes-tune search experiment"):
         export("nothing-here", search_work)
+
+
+def test_mlflow_tracking_to_a_local_file_store(search_work, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    space = load_space(write_space(tmp_path / "tracked.yaml", parameters={"train.lr": {"choice": [1.0e-3]}},
+                                   fixed={"train.classifier": "resnet18", "train.epochs": 1, "train.batch_size": 4}))
+    uri = (tmp_path / "mlruns").as_uri()
+    run_search(space, search_work, SearchOptions(mlflow_uri=uri))
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
+    assert len(runs) == 1 and 0 <= runs[0].data.metrics["val_f1"] <= 1
+    assert float(runs[0].data.params["train.lr"]) == 1e-3

@@ -107,3 +107,25 @@ def test_cli_exits_2_naming_file_and_field(tmp_path: Path):
     out = subprocess.run([sys.executable, "-m", "vdes_tune", "plan", str(tmp_path / "notyaml.yaml")],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "notyaml.yaml" in out.stderr
+
+
+def test_plan_names_the_configurations_that_do_not_fit():
+    import json
+
+    from vdes_tune.training.memory import GIB, estimate
+
+    out = subprocess.run([sys.executable, "-m", "vdes_tune", "plan", "paper_unet_width_depth", "--gpu-memory-gb", "8",
+                          "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["configurations"] == 36
+    rows = {(r["point"]["train.unet_width"], r["point"]["train.unet_depth"]): r for r in plan["rows"]}
+    space = load_space("paper_unet_width_depth")
+    for point in space.grid():
+        key = (point["train.unet_width"], point["train.unet_depth"])
+        gb = estimate(space.train_config(point)).total / GIB
+        assert rows[key]["feasible"] == (gb <= 0.9 * 8)
+        if rows[key]["feasible"]:
+            assert rows[key]["gpu_fraction"] * 0.9 * 8 >= gb > (rows[key]["gpu_fraction"] - 1 / 8) * 0.9 * 8
+    assert not rows[(64, 7)]["feasible"] and rows[(4, 2)]["feasible"]
+    assert plan["feasible"] == sum(r["feasible"] for r in plan["rows"]) < 36

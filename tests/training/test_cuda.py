@@ -45,3 +45,14 @@ def test_cuda_tasks_use_channels_last_and_match_cpu_losses() -> None:
     gan = CycleGANTask(CycleGAN(8, 1, 8), 2e-4, torch.device("cuda"), pool_size=2)
     out = gan.train_step(batch)
     assert all(v == v for v in out.values())  # no NaN under bf16
+
+
+@pytest.mark.gpu
+def test_shipped_memory_estimate_is_not_below_a_measured_peak():
+    """The conservative default calibration never underestimates by more than 5%."""
+    from vdes_tune.config import TrainConfig
+    from vdes_tune.training.memory import estimate, measure_peak
+
+    cfg = TrainConfig(arch=1, classifier="resnet18", batch_size=8, device="cuda")
+    row = measure_peak(cfg, input_size=96)
+    assert estimate(cfg, 96).total >= 0.95 * row["measured_bytes"]

@@ -34,13 +34,23 @@ def describe_model(
     width: Optional[int] = typer.Option(None, "--width", help="U-Net first-layer width."),
     depth: Optional[int] = typer.Option(None, "--depth", help="U-Net resolution levels."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout probability."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Batch size of the training-memory estimate."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Parameter counts (per sub-network), input and output shapes of one model."""
-    from vdes_tune.models import describe
+    from vdes_tune.models import MODELS, build_model, describe
+    from vdes_tune.training.memory import GIB, estimate_module, load_calibration
 
     overrides = {k: v for k, v in {"width": width, "depth": depth, "dropout": dropout}.items() if v is not None}
     info = describe(name, input_size=input_size, **overrides)
+    model = build_model(name, **overrides)
+    if name == "cyclegan":
+        model = model.g_le2des  # the estimate is per network; a CycleGAN step trains four of them
+    cal = load_calibration()
+    shape = (batch_size, MODELS.get(name).in_channels, input_size, input_size)
+    info["training_memory_gb"] = {"batch_size": batch_size, "estimate": round(estimate_module(model, shape, cal) / GIB, 3),
+                                  "calibration": cal.source.split(":")[0],
+                                  "network": "g_le2des" if name == "cyclegan" else name}
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -48,3 +58,6 @@ def describe_model(
     for part, count in info["parameters"].items():
         typer.echo(f"  parameters {part:<10} {count:>13,}")
     typer.echo(f"  input {info['input_shape']} -> output {info['output_shape']} ({info['output']})")
+    mem = info["training_memory_gb"]
+    typer.echo(f"  training memory ({mem['network']}, Adam, batch {mem['batch_size']}): about {mem['estimate']:.2f} GiB "
+               f"({mem['calibration']}; `vdes-tune plan` estimates whole trials)")

@@ -10,6 +10,7 @@ JSON. The shipped default is deliberately conservative (fp32 activations, 1 GiB 
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -176,6 +177,21 @@ def estimate(cfg: TrainConfig, input_size: int = 224, calibration: Calibration |
                           {**relevant, "input_size": input_size})
 
 
+def estimate_module(model: nn.Module, input_shape: tuple[int, ...], calibration: Calibration | None = None) -> int:
+    """Peak bytes of training `model` alone with Adam on inputs of `input_shape` (built on the meta device)."""
+    cal = calibration or load_calibration()
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    with torch.device("meta"):
+        meta = copy.deepcopy(model).to("meta").train()
+        x = torch.zeros(*input_shape)
+    saved = saved_activation_bytes(meta, lambda: _first(meta(x)).float().sum())
+    return int(16 * params + cal.activation_factor * saved + cal.overhead_gb * GIB)
+
+
+def _first(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where a configuration goes on a GPU of `budget_gb`: its quantised fraction, or infeasible."""
@@ -219,3 +235,49 @@ def fit_calibration(rows: Iterable[dict[str, Any]], gpu: str = "", max_under: fl
                for r, x in zip(rows, xs))
     overhead += max(need, 0.0)
     return Calibration(round(factor, 4), round(overhead / GIB, 4), "fitted", gpu, tuple(rows))
+
+
+def measure_peak(cfg: TrainConfig, input_size: int = 224, steps: int = 3) -> dict[str, Any]:
+    """Measured peak GPU bytes of `steps` training steps of `cfg` on random data (needs CUDA; run it in a
+    fresh process so the CUDA context it reports is this run's alone)."""
+    from vdes_tune.training.classify import _generator
+    from vdes_tune.models.classifiers import build_classifier
+    from vdes_tune.training.tasks import ClassificationTask
+
+    if not torch.cuda.is_available():
+        raise BadInputError("measuring GPU memory needs CUDA")
+    device = torch.device("cuda")
+    torch.cuda.init()
+    free, total = torch.cuda.mem_get_info(device)
+    context = total - free  # the CUDA context (and anything else already on the device)
+    arch = get_architecture(cfg.arch)
+    generator = None
+    if arch.generator and (arch.end_to_end or not cfg.vdes):
+        generator = (_generator(cfg) if arch.end_to_end else
+                     _build_frozen_generator(cfg))
+    task = ClassificationTask(arch, build_classifier(cfg.classifier, dropout=cfg.dropout), cfg.lr, device,
+                              generator, cfg.recon_weight)
+    task.train(True)
+    torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(steps):
+        images = {s: torch.rand(cfg.batch_size, 1, input_size, input_size) for s in arch.needs if s != "vdes"}
+        if "vdes" in arch.needs and generator is None:
+            images["vdes"] = torch.rand(cfg.batch_size, 1, input_size, input_size)
+        task.train_step((images, torch.randint(0, 2, (cfg.batch_size,))))
+    torch.cuda.synchronize(device)
+    raw = estimate(cfg, input_size, Calibration(1.0, 0.0))
+    return {"config": {k: v for k, v in to_dict(cfg).items() if k in raw.config}, "input_size": input_size,
+            "fixed_bytes": raw.weights + raw.gradients + raw.optimizer, "activation_bytes": raw.activations,
+            "measured_bytes": int(torch.cuda.max_memory_reserved(device) + context),
+            "allocated_peak_bytes": int(torch.cuda.max_memory_allocated(device)), "context_bytes": int(context),
+            "gpu": torch.cuda.get_device_name(device)}
+
+
+def _build_frozen_generator(cfg: TrainConfig) -> nn.Module:
+    """An untrained generator standing in for pre-trained weights (memory does not depend on them)."""
+    from vdes_tune.models.cyclegan import ResnetGenerator
+    from vdes_tune.models.registry import build_model
+
+    if get_architecture(cfg.arch).generator == "unet":
+        return build_model("unet", width=cfg.unet_width, depth=cfg.unet_depth, dropout=cfg.unet_dropout)
+    return ResnetGenerator()
