@@ -24,6 +24,7 @@ bench: $(BIN)/vdes-tune
 	$(BIN)/python benchmarks/registration.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/search.py
 
 clean:
 	rm -rf $(WORK) .pytest_cache

@@ -84,8 +84,9 @@ def test_export_of_a_missing_experiment_is_a_clear_error(search_work):
         export("nothing-here", search_work)
 
 
-def test_mlflow_tracking_to_a_local_file_store(search_work, tmp_path):
+def test_mlflow_tracking_to_a_local_file_store(search_work, tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store only on request
     space = load_space(write_space(tmp_path / "tracked.yaml", parameters={"train.lr": {"choice": [1.0e-3]}},
                                    fixed={"train.classifier": "resnet18", "train.epochs": 1, "train.batch_size": 4}))
     uri = (tmp_path / "mlruns").as_uri()
