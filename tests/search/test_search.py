@@ -68,13 +68,16 @@ def test_search_runs_reports_infeasible_and_exports(search_work, tmp_path):
 def test_rerunning_a_finished_search_resumes_without_new_trials(search_work, tmp_path):
     space = load_space(write_space(tmp_path / "again.yaml", parameters={"train.lr": {"choice": [1.0e-3]}},
                                    fixed={"train.classifier": "resnet18", "train.epochs": 1, "train.batch_size": 4}))
-    first = run_search(space, search_work, SearchOptions())
-    second = run_search(space, search_work, SearchOptions())
+    store = (tmp_path / "store").as_uri()  # storage given as a URI, not a path
+    first = run_search(space, search_work, SearchOptions(storage=store))
+    second = run_search(space, search_work, SearchOptions(storage=store))
+    assert (tmp_path / "store" / "again" / "vdes_search.json").is_file()
     assert not first["resumed"] and second["resumed"]
     assert second["trials"] == 1 and second["best"]["trial_id"] == first["best"]["trial_id"]
     changed = load_space(write_space(tmp_path / "again.yaml", parameters={"train.lr": {"choice": [1.0e-2]}}))
     with pytest.raises(Exception, match="another search space"):
-        run_search(changed, search_work, SearchOptions())
+        run_search(changed, search_work, SearchOptions(storage=store))
+    assert export("again", search_work, storage=store)["finished"] == 1
 
 
 def test_export_of_a_missing_experiment_is_a_clear_error(search_work):
