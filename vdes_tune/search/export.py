@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from vdes_tune import __version__
 from vdes_tune.config import TrainConfig, from_dict, to_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.search.space import ARCH_KEY, SearchSpace, parse_space
-from vdes_tune.search.storage import SIDECAR, experiment_path, is_uri, read_text
+from vdes_tune.search.storage import SIDECAR, experiment_path, is_uri, read_text, write_text
 from vdes_tune.workspace import Workspace
 
 BEST_FORMAT = 1
@@ -114,13 +112,6 @@ def best_per_architecture(exp: Experiment, board: pd.DataFrame) -> dict[int, dic
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def export(experiment: str, work: Path, storage: str = "") -> dict[str, Any]:
     """Write `best/<experiment>.yaml` and `best/<experiment>-leaderboard.csv`; returns what was written."""
     workspace = Workspace.at(work)
@@ -150,8 +141,8 @@ def export(experiment: str, work: Path, storage: str = "") -> dict[str, Any]:
     }
     out_yaml = workspace.root / "best" / f"{exp.sidecar['experiment']}.yaml"
     out_csv = workspace.root / "best" / f"{exp.sidecar['experiment']}-leaderboard.csv"
-    _atomic_write(out_csv, board.to_csv(index=False))
-    _atomic_write(out_yaml, yaml.safe_dump(doc, sort_keys=False))
+    write_text(str(out_csv), board.to_csv(index=False))
+    write_text(str(out_yaml), yaml.safe_dump(doc, sort_keys=False))
     return {"best": str(out_yaml), "leaderboard": str(out_csv), "architectures": sorted(best), **counts}
 
 

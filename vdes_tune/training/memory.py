@@ -126,16 +126,22 @@ def _classifier_trace(name: str, dropout: float, batch: int, size: int, device: 
     return sum(p.numel() for p in model.parameters()), saved_activation_bytes(model, lambda: model(x).sum())
 
 
+def _untrained_generator(kind: str, width: int, depth: int, dropout: float) -> nn.Module:
+    """The architecture's generator with fresh weights (memory does not depend on the weights)."""
+    from vdes_tune.models.cyclegan import ResnetGenerator
+    from vdes_tune.models.registry import build_model
+
+    if kind == "unet":
+        return build_model("unet", width=width, depth=depth, dropout=dropout)
+    return ResnetGenerator()  # only G (LE -> DES) of the CycleGAN runs in a classification step
+
+
 @functools.lru_cache(maxsize=1024)
 def _generator_trace(kind: str, width: int, depth: int, dropout: float, batch: int, size: int, trained: bool,
                      device: str) -> tuple[int, int]:
     """(parameters, saved bytes) of the generator's forward: with autograd when it trains (#5), else none."""
-    from vdes_tune.models.cyclegan import ResnetGenerator
-    from vdes_tune.models.registry import build_model
-
     with torch.device(device):
-        model = (build_model("unet", width=width, depth=depth, dropout=dropout) if kind == "unet"
-                 else ResnetGenerator()).train(trained)
+        model = _untrained_generator(kind, width, depth, dropout).train(trained)
         x = torch.zeros(batch, 1, size, size)
     params = sum(p.numel() for p in model.parameters())
     if not trained:
@@ -240,7 +246,6 @@ def fit_calibration(rows: Iterable[dict[str, Any]], gpu: str = "", max_under: fl
 def measure_peak(cfg: TrainConfig, input_size: int = 224, steps: int = 3) -> dict[str, Any]:
     """Measured peak GPU bytes of `steps` training steps of `cfg` on random data (needs CUDA; run it in a
     fresh process so the CUDA context it reports is this run's alone)."""
-    from vdes_tune.training.classify import _generator
     from vdes_tune.models.classifiers import build_classifier
     from vdes_tune.training.tasks import ClassificationTask
 
@@ -253,8 +258,7 @@ def measure_peak(cfg: TrainConfig, input_size: int = 224, steps: int = 3) -> dic
     arch = get_architecture(cfg.arch)
     generator = None
     if arch.generator and (arch.end_to_end or not cfg.vdes):
-        generator = (_generator(cfg) if arch.end_to_end else
-                     _build_frozen_generator(cfg))
+        generator = _untrained_generator(arch.generator, cfg.unet_width, cfg.unet_depth, cfg.unet_dropout)
     task = ClassificationTask(arch, build_classifier(cfg.classifier, dropout=cfg.dropout), cfg.lr, device,
                               generator, cfg.recon_weight)
     task.train(True)
@@ -271,13 +275,3 @@ def measure_peak(cfg: TrainConfig, input_size: int = 224, steps: int = 3) -> dic
             "measured_bytes": int(torch.cuda.max_memory_reserved(device) + context),
             "allocated_peak_bytes": int(torch.cuda.max_memory_allocated(device)), "context_bytes": int(context),
             "gpu": torch.cuda.get_device_name(device)}
-
-
-def _build_frozen_generator(cfg: TrainConfig) -> nn.Module:
-    """An untrained generator standing in for pre-trained weights (memory does not depend on them)."""
-    from vdes_tune.models.cyclegan import ResnetGenerator
-    from vdes_tune.models.registry import build_model
-
-    if get_architecture(cfg.arch).generator == "unet":
-        return build_model("unet", width=cfg.unet_width, depth=cfg.unet_depth, dropout=cfg.unet_dropout)
-    return ResnetGenerator()
