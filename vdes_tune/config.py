@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
@@ -22,6 +22,16 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
         if value not in get_args(hint):
             raise BadInputError(f"config field '{name}': {value!r} is not one of {list(get_args(hint))}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise BadInputError(f"config field '{name}': expected a mapping, got {value!r}")
+        key_type, value_type = get_args(hint)
+        out = {}
+        for k, v in value.items():
+            if key_type is int and isinstance(k, str) and k.strip().isdigit():
+                k = int(k)  # JSON turns integer keys into strings
+            out[_coerce(k, key_type, name)] = v if value_type is Any else _coerce(v, value_type, name)
+        return out
     if origin is tuple:
         (item,) = {a for a in get_args(hint) if a is not Ellipsis}
         return tuple(_coerce(v, item, name) for v in value)
@@ -249,3 +259,42 @@ class GeneratorConfig:
         if model not in GENERATOR_DEFAULTS:
             raise BadInputError(f"generator model {model!r} is not one of {sorted(GENERATOR_DEFAULTS)}")
         return from_dict(cls, {**GENERATOR_DEFAULTS[model], **overrides, "model": model})
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The final evaluation (paper 4): which architectures, how many repeats, from which exported configs.
+
+    Only a search's *searched* values carry over from `configs` (a later file wins); the rest of every
+    architecture's TrainConfig is the paper's default, then `train` (overrides for every architecture).
+    """
+
+    configs: tuple[str, ...] = ()
+    archs: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    repeats: int = 30
+    seed: int = 0
+    # TrainConfig fields set for every architecture (e.g. epochs, batch_size, classifier).
+    train: dict[str, Any] = field(default_factory=dict)
+    # Pre-trained generators of #4 (U-Net/PT) and #6 (CycleGAN): GeneratorConfig overrides, or the name
+    # of an existing vdes/<name> set to use as it is.
+    unet: dict[str, Any] = field(default_factory=dict)
+    cyclegan: dict[str, Any] = field(default_factory=dict)
+    vdes: dict[int, str] = field(default_factory=dict)
+    # Weights kept per job: "first" keeps repeat 0 of each architecture (for the report's montage).
+    save_weights: Literal["none", "first", "all"] = "first"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (len(self.archs) >= 1 and all(1 <= a <= 6 for a in self.archs) and len(set(self.archs)) == len(self.archs),
+             "archs", "must be distinct architecture numbers 1..6"),
+            (self.repeats >= 1, "repeats", "must be >= 1"),
+            (set(self.vdes) <= {4, 6}, "vdes", "only #4 and #6 read a pre-made virtual DES"),
+            ("arch" not in self.train and "seed" not in self.train, "train",
+             "arch and seed are set per job (use archs and seed)"),
+        ]
+        for ok, name, what in checks:
+            if not ok:
+                raise BadInputError(f"evaluate config field '{name}': {what} (got {getattr(self, name)!r})")
+        from_dict(TrainConfig, dict(self.train))  # unknown or invalid fields fail here, by name
+        for model in ("unet", "cyclegan"):
+            GeneratorConfig.for_model(model, **getattr(self, model))

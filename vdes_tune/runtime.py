@@ -26,7 +26,21 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, quiet: 
         ray.init(address=address, **kwargs)
     else:
         ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+    if quiet:
+        _quiet_ray_data()
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's per-dataset progress logs drown a command's own output; keep its warnings."""
+    import logging
+
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)

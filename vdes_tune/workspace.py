@@ -89,6 +89,18 @@ class Workspace:
         """Folder of a generator's virtual DES shards: split=<name>/part-*.parquet."""
         return self.root / "vdes" / _safe_name(name)
 
+    def best(self, experiment: str) -> Path:
+        """Best configuration per architecture exported from a search."""
+        return self.root / "best" / f"{_safe_name(experiment)}.yaml"
+
+    def evaluation(self, run: str) -> Path:
+        """Folder of one final evaluation: plan.json, jobs/, results.parquet."""
+        return self.root / "eval" / _safe_name(run)
+
+    def report(self, run: str) -> Path:
+        """Folder of the report of one evaluation."""
+        return self.root / "report" / _safe_name(run)
+
 
 def _safe_name(name: str) -> str:
     """A name usable as one folder: letters, digits, '-', '_' and '.', not starting with '.'."""

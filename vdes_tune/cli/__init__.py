@@ -17,8 +17,10 @@ app = typer.Typer(
 )
 
 from vdes_tune.cli import data as _data  # noqa: E402,F401  (registers the data commands)
+from vdes_tune.cli import evaluate as _evaluate  # noqa: E402,F401
 from vdes_tune.cli import generators as _generators  # noqa: E402,F401
 from vdes_tune.cli import models as _models  # noqa: E402,F401
+from vdes_tune.cli import pipeline as _pipeline  # noqa: E402,F401
 from vdes_tune.cli import search as _search  # noqa: E402,F401
 from vdes_tune.cli import train as _train  # noqa: E402,F401
 

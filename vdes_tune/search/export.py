@@ -146,18 +146,57 @@ def export(experiment: str, work: Path, storage: str = "") -> dict[str, Any]:
     return {"best": str(out_yaml), "leaderboard": str(out_csv), "architectures": sorted(best), **counts}
 
 
-def read_best(path: Path) -> dict[int, TrainConfig]:
-    """The best TrainConfig per architecture from a `best/<experiment>.yaml`."""
+@dataclass(frozen=True)
+class BestEntry:
+    """The best configuration of one architecture in a best-configuration file."""
+
+    arch: int
+    config: TrainConfig
+    searched: dict[str, Any]
+    objective: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BestFile:
+    """A parsed `best/<experiment>.yaml`."""
+
+    path: str
+    experiment: str
+    metric: str
+    mode: str
+    entries: dict[int, BestEntry]
+
+    def top(self) -> BestEntry:
+        """The entry with the best objective across architectures."""
+        sign = 1.0 if self.mode == "max" else -1.0
+        return max(self.entries.values(), key=lambda e: (sign * float(e.objective.get(self.metric, float("nan"))
+                                                                     or 0.0), -e.arch))
+
+
+def read_best_file(path: str | Path) -> BestFile:
+    """Parse a `best/<experiment>.yaml`, naming the file and field on anything malformed."""
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise BadInputError(f"{path}: cannot read best configurations: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format") != BEST_FORMAT or not isinstance(doc.get("architectures"), dict):
         raise BadInputError(f"{path}: not a best-configuration file of format {BEST_FORMAT} (see `vdes-tune export`)")
-    out = {}
+    entries = {}
     for arch, entry in doc["architectures"].items():
         try:
-            out[int(arch)] = from_dict(TrainConfig, entry["config"])
-        except (KeyError, TypeError, ValueError, BadInputError) as exc:
-            raise BadInputError(f"{path}: architectures.{arch}.config: {exc}") from exc
-    return out
+            searched = entry.get("searched") or {}
+            if not isinstance(searched, dict):
+                raise TypeError("searched must be a mapping")
+            entries[int(arch)] = BestEntry(int(arch), from_dict(TrainConfig, entry["config"]), dict(searched),
+                                           dict(entry.get("objective") or {}))
+        except (AttributeError, KeyError, TypeError, ValueError, BadInputError) as exc:
+            raise BadInputError(f"{path}: architectures.{arch}: {exc}") from exc
+    if not entries:
+        raise BadInputError(f"{path}: no architecture in the file")
+    return BestFile(str(path), str(doc.get("experiment", Path(path).stem)), str(doc.get("metric", "val_f1")),
+                    str(doc.get("mode", "max")), entries)
+
+
+def read_best(path: Path) -> dict[int, TrainConfig]:
+    """The best TrainConfig per architecture from a `best/<experiment>.yaml`."""
+    return {a: e.config for a, e in read_best_file(path).entries.items()}

@@ -218,3 +218,24 @@ def print_leaderboard(board: Any, metric: str, top: int = 10, out: Any = sys.std
         if shown[c].dtype.kind == "f":
             shown[c] = shown[c].map(lambda v: f"{v:.4g}")
     print(shown.to_string(index=False), file=out, flush=True)
+
+
+def search_finished(space: SearchSpace, work: Path, opts: SearchOptions) -> bool:
+    """True when the experiment of `space` exists for the same space and dataset with every trial finished
+    (what lets a pipeline skip the search instead of restoring it)."""
+    from vdes_tune.search.export import load_experiment
+
+    workspace = Workspace.at(work)
+    storage = opts.storage or str(workspace.root / "search")
+    if not is_uri(storage):
+        storage = str(Path(storage).expanduser().resolve())
+    path = experiment_path(storage, opts.name or space.name)
+    found = read_text(f"{path}/{SIDECAR}")
+    if found is None:
+        return False
+    sidecar = json.loads(found)
+    if sidecar.get("space_hash") != space.content_hash() or sidecar.get("dataset") != dataset_fingerprint(
+            workspace.dataset):
+        return False
+    trials = load_experiment(path).trials
+    return len(trials) >= space.size and all(t.status == "TERMINATED" for t in trials)

@@ -22,6 +22,12 @@ def _digest(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def is_trained(cfg: GeneratorConfig, workspace: Workspace, name: str) -> bool:
+    """True when generators/<name> holds a finished training of `cfg` on the current dataset."""
+    return manifest_matches(workspace.generator(name), config_hash(cfg),
+                            _digest(dataset_fingerprint(workspace.dataset)))
+
+
 def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, force: bool = False,
           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `cfg.model` on the ingested train split into generators/<name>; a no-op when already done."""
@@ -31,7 +37,7 @@ def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, f
     final = workspace.generator(name)
     inputs = dataset_fingerprint(workspace.dataset)
     chash, ihash = config_hash(cfg), _digest(inputs)
-    if not force and manifest_matches(final, chash, ihash):
+    if not force and is_trained(cfg, workspace, name):
         return {**json.loads((final / "metrics.json").read_text()), "skipped": True, "output": str(final)}
     start = time.perf_counter()
     with atomic_dir(final) as tmp:

@@ -1,0 +1,131 @@
+"""`vdes-tune evaluate|report`: the final repeated evaluation of the architectures, and its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from vdes_tune.cli import app
+from vdes_tune.errors import BadInputError
+
+
+def parse_archs(text: str) -> tuple[int, ...]:
+    """'1,2,3' or '1-6' -> (1, 2, 3)."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            out += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError as exc:
+        raise BadInputError(f"--archs {text!r}: expected numbers like 1,2,3 or 1-6") from exc
+    return tuple(out)
+
+
+def parse_set(items: list[str]) -> dict[str, object]:
+    """--set train.epochs=2 style edits of the evaluation config, values parsed as YAML scalars."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInputError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def print_table3(results_path: str) -> None:
+    """Table 3 (mean (std) of accuracy and F1, val and test) of a results.parquet on the terminal."""
+    import pandas as pd
+
+    from vdes_tune.evaluation import report, stats
+
+    shown = report.table3_display(stats.table3(pd.read_parquet(results_path)))
+    typer.echo(shown.to_string(index=False))
+
+
+@app.command()
+def evaluate(
+    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace with dataset/ (and best/)."),
+    configs: List[Path] = typer.Option([], "--configs", help="best/<experiment>.yaml from `vdes-tune export`; "
+                                       "repeat it to combine searches (a later file wins)."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Repeats per architecture (default 30)."),
+    archs: str = typer.Option("1,2,3,4,5,6", "--archs", help="Architectures, e.g. 1,2,3 or 1-6."),
+    run: str = typer.Option("main", "--run", help="Name of the evaluation: results go to eval/<run>/."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Base seed of the repeats (default 0)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="An evaluate config YAML (the pipeline's "
+                                          "`evaluate:` mapping); flags override it."),
+    set_: List[str] = typer.Option([], "--set", help="KEY=VALUE edit, e.g. train.epochs=2 or unet.epochs=5."),
+    actors: int = typer.Option(0, "--actors", min=0, help="Actors in the pool (0: as many as fit)."),
+    cpus_per_actor: float = typer.Option(1.0, "--cpus-per-actor", min=0.1, help="CPUs each actor reserves."),
+    gpu_memory_gb: float = typer.Option(24.0, "--gpu-memory-gb", help="Memory of one GPU to plan for (GiB)."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Memory calibration JSON."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto, host:port or ray://..."),
+    force: bool = typer.Option(False, "--force", help="Discard finished jobs of a differently configured run."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Train every architecture `--repeats` times on a pool of Ray actors; re-running resumes."""
+    from vdes_tune.evaluation.repeats import EvalOptions, evaluate as run_evaluation
+
+    cfg = build_config(config, configs, repeats, archs, seed, set_)
+    opts = EvalOptions(run=run, actors=actors, cpus_per_actor=cpus_per_actor, gpu_memory_gb=gpu_memory_gb,
+                       calibration=str(calibration) if calibration else "", address=address, force=force)
+    summary = run_evaluation(cfg, work, opts, log=lambda m: typer.echo(m, err=True))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        if summary["rows"]:
+            print_table3(summary["results"])
+        typer.echo(f"{summary['rows']}/{summary['jobs']} jobs in {summary['results']}")
+        typer.echo(f"next: vdes-tune report --work {work} --run {run}")
+    if summary["failed"]:
+        for job, why in summary["failed"].items():
+            typer.secho(f"failed: {job}: {why}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+
+
+def build_config(config: Optional[Path], configs: List[Path], repeats: Optional[int], archs: str,
+                 seed: Optional[int], set_: List[str]):
+    """The EvaluateConfig from an optional YAML, then the flags, then --set edits."""
+    from vdes_tune.config import EvaluateConfig, from_dict, read_yaml_mapping
+
+    data: dict = dict(read_yaml_mapping(config)) if config else {}
+    if configs:
+        data["configs"] = [str(p) for p in configs]
+    if repeats is not None:
+        data["repeats"] = repeats
+    if archs != "1,2,3,4,5,6" or "archs" not in data:
+        data["archs"] = list(parse_archs(archs))
+    if seed is not None:
+        data["seed"] = seed
+    for key, value in parse_set(set_).items():
+        head, _, rest = key.partition(".")
+        if rest:
+            data[head] = {**(data.get(head) or {}), rest: value}
+        else:
+            data[head] = value
+    for path in data.get("configs", []):
+        if not Path(path).is_file():
+            raise BadInputError(f"--configs {path}: file does not exist (see `vdes-tune export`)")
+    return from_dict(EvaluateConfig, data)
+
+
+@app.command("report")
+def report_cmd(
+    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace with eval/<run>/."),
+    run: str = typer.Option("main", "--run", help="The evaluation to report."),
+    as_json: bool = typer.Option(False, "--json", help="Print paths and Table 3 as JSON."),
+) -> None:
+    """Write report/<run>/: report.md, a self-contained report.html, tables (CSV, JSON) and figures."""
+    from vdes_tune.evaluation import report
+
+    out = report.build(work, run)
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in out.items() if k != "tables"} |
+                              {"table3": json.loads(out["tables"]["table3"].to_json(orient="records"))}, indent=2))
+        return
+    typer.echo(report.table3_display(out["tables"]["table3"]).to_string(index=False))
+    typer.echo(f"wrote {out['report_html']}\nwrote {out['report_md']}")

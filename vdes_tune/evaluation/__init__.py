@@ -1,0 +1,1 @@
+"""Final evaluation: repeats on Ray actors, statistics, report."""

@@ -1,0 +1,206 @@
+"""What the final evaluation runs: one TrainConfig per architecture from the exported best configurations,
+the (architecture, repeat) jobs with their seeds, and one job's training (plain PyTorch, no Ray)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vdes_tune.config import EvaluateConfig, TrainConfig, config_hash, from_dict, to_dict
+from vdes_tune.errors import BadInputError
+from vdes_tune.models.architectures import get_architecture
+from vdes_tune.search.space import ARCH_KEY
+from vdes_tune.workspace import write_json
+
+# Set per architecture or per job, never carried from another architecture's search.
+PER_ARCH_FIELDS = frozenset({"arch", "seed", "vdes", "generator_weights", "recon_weight"})
+METRICS = ("accuracy", "f1", "macro_f1", "roc_auc")
+
+
+@dataclass(frozen=True)
+class ArchPlan:
+    """The configuration every repeat of one architecture trains, and where each setting came from."""
+
+    arch: int
+    config: TrainConfig
+    origin: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (architecture, repeat): the unit an evaluation actor runs."""
+
+    arch: int
+    repeat: int
+    config: TrainConfig
+
+    @property
+    def id(self) -> str:
+        return job_id(self.arch, self.repeat)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form, for Ray and for the plan file."""
+        return {"arch": self.arch, "repeat": self.repeat, "config": to_dict(self.config)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Job":
+        return cls(int(data["arch"]), int(data["repeat"]), from_dict(TrainConfig, data["config"]))
+
+
+def job_id(arch: int, repeat: int) -> str:
+    """File-name-safe id of a job: a3-r007."""
+    return f"a{arch}-r{repeat:03d}"
+
+
+def job_seed(base: int, repeat: int) -> int:
+    """Seed of repeat `repeat`. The architecture is deliberately not mixed in: repeat k of every
+    architecture shares data order, augmentation and classifier initialisation (paired repeats).
+    Derived through SeedSequence so it never equals a search seed (train.seed + r) the best
+    configuration was selected on."""
+    return int(np.random.SeedSequence([base, repeat, 0x5EED]).generate_state(1)[0] % (2 ** 31 - 1))
+
+
+def resolve_configs(cfg: EvaluateConfig, vdes: dict[int, str] | None = None) -> dict[int, ArchPlan]:
+    """Paper defaults, then the searched values of each best file (a later file wins; an architecture
+    absent from a file takes that file's best entry), then `cfg.train`; `vdes` names #4/#6's virtual DES."""
+    from vdes_tune.search.export import read_best_file
+
+    values: dict[int, dict[str, Any]] = {a: {} for a in cfg.archs}
+    origin: dict[int, dict[str, str]] = {a: {} for a in cfg.archs}
+    for path in cfg.configs:
+        best = read_best_file(path)
+        for a in cfg.archs:
+            entry = best.entries.get(a) or best.top()
+            uses_unet = get_architecture(a).generator == "unet"
+            for key, value in entry.searched.items():
+                name = key.removeprefix("train.")
+                if key == ARCH_KEY or name in PER_ARCH_FIELDS or (name.startswith("unet_") and not uses_unet):
+                    continue
+                values[a][name] = value
+                origin[a][name] = f"{best.experiment} (#{entry.arch})"
+    plans = {}
+    for a in cfg.archs:
+        fields = {**values[a], **cfg.train, "arch": a}
+        origin[a].update({k: "evaluate.train" for k in cfg.train})
+        if vdes and a in vdes:
+            fields["vdes"] = vdes[a]
+        try:
+            plans[a] = ArchPlan(a, from_dict(TrainConfig, fields), origin[a])
+        except BadInputError as exc:
+            raise BadInputError(f"architecture #{a}: {exc}") from exc
+    return plans
+
+
+def make_jobs(plans: dict[int, ArchPlan], repeats: int, base_seed: int) -> list[Job]:
+    """Every (architecture, repeat), repeat-major so an interrupted run has every architecture alike."""
+    return [Job(a, r, replace(plans[a].config, seed=job_seed(base_seed, r)))
+            for r in range(repeats) for a in sorted(plans)]
+
+
+def result_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The flat results.parquet row of a job record."""
+    row = {k: record[k] for k in ("job_id", "arch", "arch_name", "repeat", "seed", "best_epoch", "epochs",
+                                  "config_hash", "seconds", "attempt", "device", "node")}
+    for split in ("val", "test"):
+        row.update({f"{split}_{m}": float(record[split].get(m, float("nan"))) for m in METRICS})
+    for k, v in (record.get("image") or {}).items():
+        row[f"image_{k}"] = v
+    return row
+
+
+class JobRunner:
+    """Runs jobs in one process: keeps the last split frames, so the repeats of an architecture read
+    the shards once; writes each job's record atomically and returns it."""
+
+    def __init__(self, work: str, out: str, device: str = "auto", save_weights: str = "first") -> None:
+        self.work, self.out, self.save_weights = work, Path(out), save_weights
+        self.device_name = device
+        self._frames: tuple[str, Any] | None = None
+
+    def _frames_for(self, cfg: TrainConfig) -> Any:
+        from vdes_tune.training.classify import load_frames
+        from vdes_tune.workspace import Workspace
+
+        key = cfg.vdes if get_architecture(cfg.arch).generator and not get_architecture(cfg.arch).end_to_end else ""
+        if self._frames is None or self._frames[0] != key:
+            self._frames = (key, load_frames(cfg, Workspace.at(self.work)))
+        return self._frames[1]
+
+    def run(self, job: Job) -> dict[str, Any]:
+        """Train one job, or return its record when a previous attempt already finished it."""
+        import json
+        import socket
+
+        import torch
+
+        from vdes_tune.training.classify import pick_device, prepare_classification
+        from vdes_tune.workspace import Workspace
+
+        done = self.out / "jobs" / f"{job.id}.json"
+        if done.is_file():  # finished before its reply was lost (actor died, driver killed): same answer
+            return json.loads(done.read_text())
+        running = self.out / "running" / f"{job.id}.json"
+        running.parent.mkdir(parents=True, exist_ok=True)
+        attempt = 1 + (json.loads(running.read_text())["attempt"] if running.is_file() else 0)
+        write_json(running, {"job_id": job.id, "pid": os.getpid(), "attempt": attempt, "started": time.time()})
+        start = time.perf_counter()
+        cfg = job.config
+        device = pick_device(cfg.device if self.device_name == "auto" else self.device_name)
+        frames = self._frames_for(cfg)
+        run = prepare_classification(cfg, Workspace.at(self.work), frames, device)
+        fitter = run.fitter()
+        while not fitter.done:
+            fitter.step()
+        result = fitter.result
+        arch = get_architecture(cfg.arch)
+        record: dict[str, Any] = {
+            "job_id": job.id, "arch": job.arch, "arch_name": arch.name, "repeat": job.repeat, "seed": cfg.seed,
+            "best_epoch": result.best_epoch, "epochs": len(result.history), "config": to_dict(cfg),
+            "config_hash": config_hash(cfg), "val": _scalars(result.best_val), "test": _scalars(result.best_test),
+            "history": result.history, "crops": run.crops, "attempt": attempt, "device": str(device),
+            "node": socket.gethostname(), "vdes_source": run.vdes_source,
+        }
+        if arch.end_to_end and run.task.generator is not None:
+            record["image"] = _generator_quality(run, result.best_state, frames["test"], device)
+        if self.save_weights == "all" or (self.save_weights == "first" and job.repeat == 0):
+            (self.out / "weights").mkdir(exist_ok=True)
+            tmp = self.out / "weights" / f".{job.id}.pt.tmp"
+            torch.save(result.best_state, tmp)
+            os.replace(tmp, self.out / "weights" / f"{job.id}.pt")
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        write_json(done, record)
+        running.unlink(missing_ok=True)
+        return record
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def _generator_quality(run: Any, best_state: dict[str, Any], test: Any, device: Any) -> dict[str, float]:
+    """PSNR, SSIM, MSE and L1 of #5's co-trained U-Net (best epoch) against the real DES on the test split."""
+    from torch.utils.data import DataLoader
+
+    from vdes_tune.training.data import CropDataset
+    from vdes_tune.training.tasks import evaluate_generator
+
+    generator = run.task.generator
+    generator.load_state_dict(best_state["generator"])
+    generator.eval()
+    batches = DataLoader(CropDataset(test, ("le", "des")), batch_size=run.cfg.batch_size)
+    scores = evaluate_generator(generator, batches, device)
+    return {k: float(scores[k]) for k in ("psnr", "ssim", "mse", "l1")}
+
+
+def check_archs(plans: dict[int, ArchPlan]) -> None:
+    """#4 and #6 need a virtual DES set or generator weights; say which is missing before any job starts."""
+    for a, plan in plans.items():
+        arch = get_architecture(a)
+        if arch.generator and not arch.end_to_end and not (plan.config.vdes or plan.config.generator_weights):
+            raise BadInputError(f"architecture #{a} {arch.name}: no virtual DES (set evaluate.vdes.{a} or let "
+                                f"evaluate train its generator)")

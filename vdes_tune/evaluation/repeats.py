@@ -1,0 +1,335 @@
+"""The final evaluation: every (architecture, repeat) job on a pool of Ray actors.
+
+Each actor is one long-lived process (one CUDA context, timm loaded once) holding the GPU fraction the
+memory estimator gives the hungriest evaluated architecture, or CPUs when there is no GPU. A job writes
+its own record atomically before replying, so a job whose actor dies is retried (Ray restarts the actor
+and re-sends the call; past that, the pool replaces the actor and resubmits) and a job already on disk
+is never trained again: re-running the command finishes what is missing and counts every job once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import pandas as pd
+
+from vdes_tune import __version__
+from vdes_tune.config import EvaluateConfig, GeneratorConfig, config_hash, to_dict
+from vdes_tune.errors import BadInputError
+from vdes_tune.evaluation.jobs import ArchPlan, Job, JobRunner, check_archs, make_jobs, resolve_configs, result_row
+from vdes_tune.workspace import SCHEMA_VERSION, Workspace, dataset_fingerprint, read_manifest, write_json
+
+GENERATOR_OF = {4: "unet", 6: "cyclegan"}  # the pre-trained generators, trained once per evaluation
+RESULTS = "results.parquet"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How (not what) to evaluate: where the results go and the resources to use."""
+
+    run: str = "main"
+    actors: int = 0  # 0: as many as the cluster holds
+    cpus_per_actor: float = 1.0
+    gpu_memory_gb: float = 24.0
+    calibration: str = ""
+    address: str | None = None
+    force: bool = False
+    max_job_attempts: int = 3  # pool-level resubmissions on top of Ray's own task retries
+    progress: bool = True
+
+
+class Progress:
+    """Jobs done of total with elapsed time and an ETA from this session's pace (one line per update)."""
+
+    def __init__(self, total: int, done: int, out: TextIO = sys.stderr, enabled: bool = True) -> None:
+        self.total, self.done, self.start_done = total, done, done
+        self.out, self.enabled, self.start = out, enabled, time.monotonic()
+        self.tty = enabled and hasattr(out, "isatty") and out.isatty()
+
+    def eta_s(self, now: float | None = None) -> float | None:
+        """Seconds left at this session's pace; None before the first job of the session finishes."""
+        finished = self.done - self.start_done
+        if finished <= 0:
+            return None
+        elapsed = (now if now is not None else time.monotonic()) - self.start
+        return elapsed / finished * (self.total - self.done)
+
+    def line(self, note: str = "") -> str:
+        """The progress line: bar, counts, percentage, elapsed, ETA."""
+        width = 24
+        filled = int(width * self.done / self.total) if self.total else width
+        eta = self.eta_s()
+        return (f"[evaluate] [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} jobs "
+                f"{100 * self.done / max(self.total, 1):3.0f}%  elapsed {_clock(time.monotonic() - self.start)}"
+                f"  ETA {_clock(eta) if eta is not None else '?'}" + (f"  {note}" if note else ""))
+
+    def update(self, note: str = "") -> None:
+        """Count one finished job and redraw."""
+        self.done += 1
+        self.show(note)
+
+    def show(self, note: str = "") -> None:
+        if self.enabled:
+            end = "" if self.tty and self.done < self.total else "\n"
+            print(("\r" if self.tty else "") + self.line(note), end=end, file=self.out, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return (f"{h}h" if h else "") + f"{rest // 60:02d}m{rest % 60:02d}s"
+
+
+def evaluate(cfg: EvaluateConfig, work: str | Path, opts: EvalOptions = EvalOptions(),
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every missing job of the evaluation in eval/<run>/ and write results.parquet; returns a summary."""
+    from vdes_tune.runtime import ray_session
+
+    workspace = Workspace.at(work)
+    out = workspace.evaluation(opts.run)
+    dataset = dataset_fingerprint(workspace.dataset)
+    with ray_session(opts.address, quiet=True):
+        vdes = _prepare_generators(cfg, workspace, opts, log)
+        plans = resolve_configs(cfg, vdes)
+        check_archs(plans)
+        jobs = make_jobs(plans, cfg.repeats, cfg.seed)
+        _write_plan(out, cfg, plans, vdes, jobs, dataset, opts.force)
+        finished = {p.stem for p in (out / "jobs").glob("*.json")}
+        todo = [j for j in jobs if j.id not in finished]
+        failures: dict[str, str] = {}
+        start = time.perf_counter()
+        if todo:
+            actors, per_actor = _pool_size(plans, workspace, opts, len(todo))
+            log(f"[evaluate] {len(todo)} of {len(jobs)} jobs to run on {actors} actor(s) "
+                f"({_describe(per_actor)} each); results in {out}")
+            progress = Progress(len(jobs), len(jobs) - len(todo), enabled=opts.progress)
+            failures = run_pool(todo, workspace, out, cfg, per_actor, actors, opts.gpu_memory_gb, opts.max_job_attempts,
+                                on_result=lambda r: progress.update(f"{r['job_id']} test F1 {r['test']['f1']:.3f}"))
+        else:
+            log(f"[evaluate] all {len(jobs)} jobs already finished in {out}")
+    results = collect(out, jobs)
+    write_json(out / "failures.json", failures)
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "stage": "evaluate", "vdes_tune_version": __version__,
+        "run": opts.run, "config": to_dict(cfg), "config_hash": config_hash(cfg), "inputs": dataset,
+        "inputs_hash": _plan_identity(plans, dataset, cfg.seed), "rows": len(results), "jobs": len(jobs),
+        "failed": sorted(failures), "complete": len(results) == len(jobs), "created_unix": time.time(),
+    }
+    write_json(out / "manifest.json", manifest)
+    return {"run": opts.run, "output": str(out), "jobs": len(jobs), "ran": len(todo) - len(failures),
+            "skipped": not todo, "failed": failures, "results": str(out / RESULTS), "rows": len(results),
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _describe(resources: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in resources.items() if v)
+
+
+def _plan_identity(plans: dict[int, ArchPlan], dataset: dict[str, str], seed: int) -> str:
+    blob = json.dumps({"archs": {a: config_hash(p.config) for a, p in plans.items()}, "dataset": dataset,
+                       "seed": seed}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _write_plan(out: Path, cfg: EvaluateConfig, plans: dict[int, ArchPlan], vdes: dict[int, str],
+                jobs: list[Job], dataset: dict[str, str], force: bool) -> None:
+    """Record what this run evaluates; refuse to mix in a different evaluation under the same name."""
+    path = out / "plan.json"
+    if path.is_file() and not force:
+        old = json.loads(path.read_text())
+        changed = [a for a, p in plans.items()
+                   if str(a) in old.get("archs", {}) and old["archs"][str(a)]["config_hash"] != config_hash(p.config)]
+        if changed or old.get("dataset") != dataset or old.get("seed") != cfg.seed:
+            what = (f"architecture(s) {', '.join(f'#{a}' for a in changed)} configured differently" if changed
+                    else "a different dataset or base seed")
+            raise BadInputError(f"{out}: holds an evaluation with {what}; choose another --run or pass --force "
+                                f"to discard it")
+    elif path.is_file() and force:
+        for sub in ("jobs", "running", "weights"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    (out / "jobs").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "running", ignore_errors=True)  # attempts of a killed run: informational only
+    write_json(path, {
+        "config": to_dict(cfg), "seed": cfg.seed, "dataset": dataset, "vdes": {str(a): n for a, n in vdes.items()},
+        "archs": {str(a): {"config": to_dict(p.config), "config_hash": config_hash(p.config), "origin": p.origin}
+                  for a, p in plans.items()},
+        "jobs": [{"job_id": j.id, "arch": j.arch, "repeat": j.repeat, "seed": j.config.seed} for j in jobs],
+    })
+
+
+def collect(out: Path, jobs: list[Job]) -> pd.DataFrame:
+    """results.parquet (and .csv): exactly one row per finished job of this plan, written atomically."""
+    rows = []
+    for job in jobs:
+        path = out / "jobs" / f"{job.id}.json"
+        if path.is_file():
+            rows.append(result_row(json.loads(path.read_text())))
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.sort_values(["arch", "repeat"]).reset_index(drop=True)
+    for name, write in ((RESULTS, lambda p: frame.to_parquet(p, index=False)),
+                        ("results.csv", lambda p: frame.to_csv(p, index=False))):
+        tmp = out / f".{name}.tmp"
+        write(tmp)
+        os.replace(tmp, out / name)
+    return frame
+
+
+def _prepare_generators(cfg: EvaluateConfig, workspace: Workspace, opts: EvalOptions,
+                        log: Callable[[str], None]) -> dict[int, str]:
+    """The vdes/<name> set of #4 and #6: the one named in the config, else a generator trained here once
+    (reused from generators/ when a finished one has the same config) and synthesised once."""
+    import ray
+
+    from vdes_tune.stages import generators
+
+    names: dict[int, str] = {}
+    to_train: dict[int, GeneratorConfig] = {}
+    # The U-Net/PT has #4's searched shape; everything else is the generator's paper defaults + overrides.
+    unet_shape = resolve_configs(cfg)[4].config if 4 in cfg.archs else None
+    for a in (4, 6):
+        if a not in cfg.archs:
+            continue
+        if a in cfg.vdes:
+            made = read_manifest(workspace.vdes(cfg.vdes[a]))
+            if not made or not made.get("complete"):
+                raise BadInputError(f"evaluate config field 'vdes.{a}': {workspace.vdes(cfg.vdes[a])} is not a "
+                                    f"finished virtual DES set (see `vdes-tune generators synthesize`)")
+            names[a] = cfg.vdes[a]
+            continue
+        model = GENERATOR_OF[a]
+        overrides = dict(getattr(cfg, model))
+        if model == "unet" and unet_shape is not None:
+            overrides = {"unet_width": unet_shape.unet_width, "unet_depth": unet_shape.unet_depth,
+                         "unet_dropout": unet_shape.unet_dropout, **overrides}
+        gcfg = GeneratorConfig.for_model(model, **{"seed": cfg.seed, **overrides})
+        names[a] = f"{model}-{config_hash(gcfg)[:8]}"
+        if not generators.is_trained(gcfg, workspace, names[a]):
+            to_train[a] = gcfg
+    if to_train:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        log(f"[evaluate] training generator(s) {', '.join(names[a] for a in to_train)} once, for "
+            f"{', '.join(f'#{a}' for a in to_train)}")
+        task = ray.remote(_train_generator).options(num_cpus=opts.cpus_per_actor, num_gpus=1 if gpus else 0,
+                                                    max_retries=1)
+        refs = [task.remote(to_dict(g), str(workspace.root), names[a], opts.cpus_per_actor)
+                for a, g in to_train.items()]
+        ray.get(refs)
+    for a in names:
+        if a not in cfg.vdes:
+            generators.synthesize(names[a], workspace, address=opts.address)
+    return names
+
+
+def _train_generator(cfg: dict[str, Any], work: str, name: str, cpus: float) -> str:
+    import torch
+
+    from vdes_tune.config import from_dict
+    from vdes_tune.stages import generators
+
+    torch.set_num_threads(max(1, int(cpus)))
+    return generators.train(from_dict(GeneratorConfig, cfg), Workspace.at(work), name)["output"]
+
+
+def _pool_size(plans: dict[int, ArchPlan], workspace: Workspace, opts: EvalOptions, jobs: int) -> tuple[int, dict]:
+    """Actors and the resources of each: the largest estimated GPU fraction of the evaluated
+    architectures (so any actor can run any job), or CPUs only on a cluster without GPUs."""
+    import ray
+
+    from vdes_tune.search.runner import input_size
+    from vdes_tune.training.memory import estimate, load_calibration, place
+
+    resources = ray.cluster_resources()
+    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
+    per_actor: dict[str, float] = {"CPU": opts.cpus_per_actor, "GPU": 0.0}
+    if gpus:
+        cal = load_calibration(Path(opts.calibration) if opts.calibration else None)
+        size = input_size(workspace)
+        placements = {a: place(estimate(p.config, size, cal).total, opts.gpu_memory_gb) for a, p in plans.items()}
+        bad = {a: p.reason for a, p in placements.items() if not p.feasible}
+        if bad:
+            raise BadInputError("; ".join(f"architecture #{a}: {why}" for a, why in bad.items()) +
+                                " (lower train.batch_size or raise --gpu-memory-gb)")
+        per_actor["GPU"] = max(p.fraction for p in placements.values())
+        fits = min(math.floor(gpus / per_actor["GPU"] + 1e-9), math.floor(cpus / opts.cpus_per_actor + 1e-9))
+    else:
+        fits = math.floor(cpus / opts.cpus_per_actor + 1e-9)
+    return max(1, min(opts.actors or fits, jobs)), per_actor
+
+
+class EvalActor:
+    """A Ray actor running jobs one after another in one process."""
+
+    def __init__(self, work: str, out: str, threads: int, gpu_fraction: float, budget_gb: float,
+                 save_weights: str) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        if gpu_fraction and torch.cuda.is_available():
+            # Fractional GPUs share memory unguarded: cap this process at its estimated share.
+            total = torch.cuda.get_device_properties(0).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, gpu_fraction * budget_gb * 1024 ** 3 / total), 0)
+        self.runner = JobRunner(work, out, "auto", save_weights)
+
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Run one job (see JobRunner.run)."""
+        return self.runner.run(Job.from_dict(job))
+
+
+def run_pool(jobs: list[Job], workspace: Workspace, out: Path, cfg: EvaluateConfig, per_actor: dict[str, float],
+             actors: int, budget_gb: float, max_attempts: int, on_result: Callable[[dict[str, Any]], None]) -> dict[str, str]:
+    """Feed jobs to idle actors until all are done; returns {job_id: reason} of jobs that failed for good."""
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    remote = ray.remote(EvalActor).options(num_cpus=per_actor["CPU"], num_gpus=per_actor["GPU"],
+                                           max_restarts=2, max_task_retries=2)
+    args = (str(workspace.root), str(out), max(1, int(per_actor["CPU"])), per_actor["GPU"], budget_gb,
+            cfg.save_weights)
+
+    def new_actor() -> Any:
+        return remote.remote(*args)
+
+    pending, idle = deque(jobs), [new_actor() for _ in range(actors)]
+    inflight: dict[Any, tuple[Any, Job]] = {}
+    attempts: dict[str, int] = {}
+    failures: dict[str, str] = {}
+    while pending or inflight:
+        while idle and pending:
+            actor, job = idle.pop(), pending.popleft()
+            inflight[actor.run.remote(job.to_dict())] = (actor, job)
+        ready, _ = ray.wait(list(inflight), num_returns=1)
+        actor, job = inflight.pop(ready[0])
+        try:
+            record = ray.get(ready[0])
+        except RayActorError as exc:
+            # Ray's own restarts and retries are spent: replace the actor and try the job again.
+            ray.kill(actor, no_restart=True)
+            idle.append(new_actor())
+            attempts[job.id] = attempts.get(job.id, 0) + 1
+            if attempts[job.id] < max_attempts:
+                pending.appendleft(job)
+            else:
+                failures[job.id] = f"actor died {attempts[job.id]} times: {type(exc).__name__}"
+            continue
+        except RayTaskError as exc:
+            # The job itself raised (bad data, out of memory): retrying would fail the same way.
+            cause = exc.cause if exc.cause is not None else exc
+            failures[job.id] = f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"
+            idle.append(actor)
+            continue
+        idle.append(actor)
+        on_result(record)
+    for actor in idle:
+        ray.kill(actor)
+    return failures
