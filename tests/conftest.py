@@ -57,6 +57,18 @@ def ingested_small(ray_local, small_dataset: Path, tmp_path_factory: pytest.Temp
     return work
 
 
+@pytest.fixture(scope="session")
+def search_work(ray_local, small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Workspace with dataset/shards of 64 x 64 crops: search trials and evaluation jobs train in seconds."""
+    from vdes_tune.config import IngestConfig
+    from vdes_tune.stages import ingest
+    from vdes_tune.workspace import Workspace
+
+    work = tmp_path_factory.mktemp("searchwork")
+    ingest.run(IngestConfig(crop_size=64), Workspace.at(work), small_dataset)
+    return work
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip tests marked `gpu` where CUDA is absent (CI never has one)."""
     import torch

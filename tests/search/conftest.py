@@ -1,22 +1,9 @@
-"""A 64-pixel ingest of the small dataset: search trials train in seconds on it."""
+"""Helpers of the search tests (the 64-pixel workspace `search_work` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-
-@pytest.fixture(scope="session")
-def search_work(ray_local, small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Workspace with dataset/shards of 64 x 64 crops."""
-    from vdes_tune.config import IngestConfig
-    from vdes_tune.stages import ingest
-    from vdes_tune.workspace import Workspace
-
-    work = tmp_path_factory.mktemp("searchwork")
-    ingest.run(IngestConfig(crop_size=64), Workspace.at(work), small_dataset)
-    return work
 
 
 def write_space(path: Path, **fields) -> Path:

@@ -58,7 +58,7 @@ def test_killed_search_resumes_without_duplicates_or_gaps(search_work, tmp_path)
             time.sleep(0.2)
         assert finished and partial, "the search never reached 'one trial done, one mid-way'"
         before = (finished / "result.json").read_text()
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only; its Ray processes die with it
+        os.killpg(proc.pid, signal.SIGKILL)  # the command and the local Ray it started, mid-search
         proc.wait()
     finally:
         _wait_gone(proc.pid)

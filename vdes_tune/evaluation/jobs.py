@@ -146,6 +146,7 @@ class JobRunner:
             return json.loads(done.read_text())
         running = self.out / "running" / f"{job.id}.json"
         running.parent.mkdir(parents=True, exist_ok=True)
+        done.parent.mkdir(parents=True, exist_ok=True)
         attempt = 1 + (json.loads(running.read_text())["attempt"] if running.is_file() else 0)
         write_json(running, {"job_id": job.id, "pid": os.getpid(), "attempt": attempt, "started": time.time()})
         start = time.perf_counter()
