@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine with Python 3.11:
-#   make demo   synthesise a small CDD-CESM-layout dataset and ingest it
+#   make demo   synthesise a small CDD-CESM-layout dataset and run every stage on it (vdes-tune demo)
 #   make test   run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -14,8 +14,7 @@ $(BIN)/vdes-tune: pyproject.toml
 	@touch $@
 
 demo: $(BIN)/vdes-tune
-	@test -d $(WORK)/raw || $(BIN)/vdes-tune synth $(WORK)/raw --patients 16 --size small --seed 0 --quirks
-	$(BIN)/vdes-tune ingest --data $(WORK)/raw --work $(WORK)
+	$(BIN)/vdes-tune demo --work $(WORK)
 
 test: $(BIN)/vdes-tune
 	$(BIN)/python -m pytest -q
@@ -25,6 +24,8 @@ bench: $(BIN)/vdes-tune
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/search.py
+	$(BIN)/python benchmarks/evaluate.py
+	$(BIN)/python benchmarks/demo.py
 
 clean:
 	rm -rf $(WORK) .pytest_cache

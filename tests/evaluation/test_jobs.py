@@ -102,3 +102,46 @@ def test_repeat_k_shares_initialisation_and_data_order_across_architectures(sear
     assert torch.equal(weights(runs[1, 0]), weights(runs[3, 0]))
     assert torch.equal(first_labels(runs[1, 0]), first_labels(runs[3, 0]))
     assert not torch.equal(weights(runs[1, 0]), weights(runs[1, 1]))  # repeats differ
+
+
+def test_pool_takes_the_hungriest_architectures_fraction_on_a_gpu_cluster(search_work, monkeypatch, tmp_path):
+    import json
+
+    import ray
+
+    from vdes_tune.evaluation.repeats import EvalOptions, _pool_size
+    from vdes_tune.training.memory import estimate, load_calibration, place
+    from vdes_tune.workspace import Workspace
+
+    cal_path = tmp_path / "cal.json"
+    cal_path.write_text(json.dumps({"activation_factor": 1.0, "overhead_gb": 0.0, "source": "test"}))
+    plans = resolve_configs(EvaluateConfig(archs=(1, 5), train={"classifier": "resnet18", "batch_size": 8}))
+    cal = load_calibration(cal_path)
+    est = {a: estimate(p.config, 64, cal).total for a, p in plans.items()}
+    assert est[5] > est[1]  # #5 also trains a U-Net
+    budget = est[5] / 1024 ** 3 / (0.9 * 0.3)  # #5 needs 3/8 of the GPU
+    want = place(est[5], budget).fraction
+    assert want == 0.375
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"GPU": 2.0, "CPU": 16.0})
+    opts = EvalOptions(gpu_memory_gb=budget, calibration=str(cal_path))
+    actors, per_actor = _pool_size(plans, Workspace.at(search_work), opts, jobs=100)
+    assert per_actor == {"CPU": 1.0, "GPU": want} and actors == 5  # floor(2 / 0.375)
+    assert _pool_size(plans, Workspace.at(search_work), opts, jobs=3)[0] == 3  # never more actors than jobs
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"GPU": 1.0, "CPU": 16.0})
+    tight = EvalOptions(gpu_memory_gb=est[1] / 1024 ** 3, calibration=str(cal_path))
+    with pytest.raises(BadInputError, match="architecture #5"):
+        _pool_size(plans, Workspace.at(search_work), tight, jobs=4)
+
+
+def test_cli_bad_inputs_name_what_is_wrong(tmp_path):
+    from typer.testing import CliRunner
+
+    from vdes_tune.cli import app
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["evaluate", "--work", str(tmp_path), "--configs", str(tmp_path / "nope.yaml")])
+    assert isinstance(missing.exception, BadInputError) and "nope.yaml" in str(missing.exception)
+    archs = runner.invoke(app, ["evaluate", "--work", str(tmp_path), "--archs", "1,x"])
+    assert isinstance(archs.exception, BadInputError) and "--archs" in str(archs.exception)
+    report = runner.invoke(app, ["report", "--work", str(tmp_path), "--run", "none"])
+    assert isinstance(report.exception, BadInputError) and "eval/none" in str(report.exception)

@@ -11,7 +11,7 @@ import typer
 
 from vdes_tune.cli import app
 
-DEMO_PATIENTS = 16
+DEMO_PATIENTS = 30
 
 
 def _run(pipeline: str, data: Path, work: Path, address: Optional[str], as_json: bool) -> dict:
