@@ -1,4 +1,4 @@
-"""Shared fixtures: one small synthetic dataset and one Ray instance per test session."""
+"""Shared fixtures: one small synthetic dataset and one Ray instance per test session; process helpers."""
 
 from __future__ import annotations
 
@@ -67,6 +67,22 @@ def search_work(ray_local, small_dataset: Path, tmp_path_factory: pytest.TempPat
     work = tmp_path_factory.mktemp("searchwork")
     ingest.run(IngestConfig(crop_size=64), Workspace.at(work), small_dataset)
     return work
+
+
+def wait_gone(pgid: int, timeout: float = 60) -> None:
+    """Wait until a killed command's process group (it and the local Ray it started) is gone."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.killpg(pgid, signal.SIGKILL)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

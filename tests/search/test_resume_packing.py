@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_gone
 from tests.search.conftest import write_space, zero_overhead_calibration
 from vdes_tune.config import TrainConfig
 from vdes_tune.training.memory import estimate, load_calibration, place
@@ -25,18 +26,6 @@ def _results(trial_dir: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _wait_gone(pgid: int, timeout: float = 60) -> None:
-    """Ray's local processes share the driver's fate; make sure none is left writing."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.killpg(pgid, signal.SIGKILL)
 
 
 def test_killed_search_resumes_without_duplicates_or_gaps(search_work, tmp_path):
@@ -61,7 +50,7 @@ def test_killed_search_resumes_without_duplicates_or_gaps(search_work, tmp_path)
         os.killpg(proc.pid, signal.SIGKILL)  # the command and the local Ray it started, mid-search
         proc.wait()
     finally:
-        _wait_gone(proc.pid)
+        wait_gone(proc.pid)
 
     again = subprocess.run(cmd + ["--json"], env=ENV, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -50,8 +50,9 @@ def print_table3(results_path: str) -> None:
 @app.command()
 def evaluate(
     work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace with dataset/ (and best/)."),
-    configs: List[Path] = typer.Option([], "--configs", help="best/<experiment>.yaml from `vdes-tune export`; "
-                                       "repeat it to combine searches (a later file wins)."),
+    configs: List[str] = typer.Option([], "--configs", help="best/<experiment>.yaml from `vdes-tune export` (a "
+                                      "path, one under --work, or an experiment name); repeat it to combine "
+                                      "searches (a later file wins)."),
     repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Repeats per architecture (default 30)."),
     archs: str = typer.Option("1,2,3,4,5,6", "--archs", help="Architectures, e.g. 1,2,3 or 1-6."),
     run: str = typer.Option("main", "--run", help="Name of the evaluation: results go to eval/<run>/."),
@@ -70,7 +71,7 @@ def evaluate(
     """Train every architecture `--repeats` times on a pool of Ray actors; re-running resumes."""
     from vdes_tune.evaluation.repeats import EvalOptions, evaluate as run_evaluation
 
-    cfg = build_config(config, configs, repeats, archs, seed, set_)
+    cfg = build_config(config, configs, repeats, archs, seed, set_, work)
     opts = EvalOptions(run=run, actors=actors, cpus_per_actor=cpus_per_actor, gpu_memory_gb=gpu_memory_gb,
                        calibration=str(calibration) if calibration else "", address=address, force=force)
     summary = run_evaluation(cfg, work, opts, log=lambda m: typer.echo(m, err=True))
@@ -87,8 +88,17 @@ def evaluate(
         raise typer.Exit(1)
 
 
-def build_config(config: Optional[Path], configs: List[Path], repeats: Optional[int], archs: str,
-                 seed: Optional[int], set_: List[str]):
+def find_best_file(spec: str, work: Path) -> Path:
+    """A best-configuration file: as given, under the workspace, or best/<experiment>.yaml by name."""
+    for candidate in (Path(spec), work / spec, work / "best" / f"{spec}.yaml"):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise BadInputError(f"--configs {spec}: no such file, nor {work / spec}, nor {work / 'best' / (spec + '.yaml')} "
+                        f"(see `vdes-tune export`)")
+
+
+def build_config(config: Optional[Path], configs: List[str], repeats: Optional[int], archs: str,
+                 seed: Optional[int], set_: List[str], work: Path):
     """The EvaluateConfig from an optional YAML, then the flags, then --set edits."""
     from vdes_tune.config import EvaluateConfig, from_dict, read_yaml_mapping
 
@@ -107,9 +117,7 @@ def build_config(config: Optional[Path], configs: List[Path], repeats: Optional[
             data[head] = {**(data.get(head) or {}), rest: value}
         else:
             data[head] = value
-    for path in data.get("configs", []):
-        if not Path(path).is_file():
-            raise BadInputError(f"--configs {path}: file does not exist (see `vdes-tune export`)")
+    data["configs"] = [str(find_best_file(str(p), work)) for p in data.get("configs", [])]
     return from_dict(EvaluateConfig, data)
 
 

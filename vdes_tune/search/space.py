@@ -21,7 +21,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from vdes_tune.config import TrainConfig, from_dict
+from vdes_tune.config import TrainConfig, from_dict, resolve_shipped
 from vdes_tune.errors import BadInputError
 
 SECTIONS = ("train",)
@@ -311,14 +311,7 @@ def parse_space(data: dict[str, Any], where: str, name: str = "") -> SearchSpace
 
 def resolve_space_path(spec: str | Path) -> Path:
     """A file path, or the name of a shipped space (`paper_classifier_lr`)."""
-    path = Path(spec)
-    if path.is_file():
-        return path
-    for candidate in (SHIPPED_DIR / f"{spec}.yaml", SHIPPED_DIR / str(spec)):
-        if candidate.is_file():
-            return candidate
-    shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml")) if SHIPPED_DIR.is_dir() else []
-    raise BadInputError(f"{spec}: no such search-space file or shipped space; shipped: {', '.join(shipped)}")
+    return resolve_shipped(spec, SHIPPED_DIR, "search-space")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], where: str) -> dict[str, Any]:
