@@ -106,6 +106,7 @@ def result_row(record: dict[str, Any]) -> dict[str, Any]:
     """The flat results.parquet row of a job record."""
     row = {k: record[k] for k in ("job_id", "arch", "arch_name", "repeat", "seed", "best_epoch", "epochs",
                                   "config_hash", "seconds", "attempt", "device", "node")}
+    row["node_id"] = record.get("node_id", "")
     for split in ("val", "test"):
         row.update({f"{split}_{m}": float(record[split].get(m, float("nan"))) for m in METRICS})
     for k, v in (record.get("image") or {}).items():
@@ -117,8 +118,9 @@ class JobRunner:
     """Runs jobs in one process: keeps the last split frames, so the repeats of an architecture read
     the shards once; writes each job's record atomically and returns it."""
 
-    def __init__(self, work: str, out: str, device: str = "auto", save_weights: str = "first") -> None:
-        self.work, self.out, self.save_weights = work, Path(out), save_weights
+    def __init__(self, work: str, out: str, device: str = "auto", save_weights: str = "first",
+                 node_id: str = "") -> None:
+        self.work, self.out, self.save_weights, self.node_id = work, Path(out), save_weights, node_id
         self.device_name = device
         self._frames: tuple[str, Any] | None = None
 
@@ -164,7 +166,7 @@ class JobRunner:
             "best_epoch": result.best_epoch, "epochs": len(result.history), "config": to_dict(cfg),
             "config_hash": config_hash(cfg), "val": _scalars(result.best_val), "test": _scalars(result.best_test),
             "history": result.history, "crops": run.crops, "attempt": attempt, "device": str(device),
-            "node": socket.gethostname(), "vdes_source": run.vdes_source,
+            "node": socket.gethostname(), "node_id": self.node_id, "vdes_source": run.vdes_source,
         }
         if arch.end_to_end and run.task.generator is not None:
             record["image"] = _generator_quality(run, result.best_state, frames["test"], device)

@@ -107,9 +107,11 @@ def evaluate(cfg: EvaluateConfig, work: str | Path, opts: EvalOptions = EvalOpti
         finished = {p.stem for p in (out / "jobs").glob("*.json")}
         todo = [j for j in jobs if j.id not in finished]
         failures: dict[str, str] = {}
+        pool: dict[str, Any] = {}
         start = time.perf_counter()
         if todo:
             actors, per_actor = _pool_size(plans, workspace, opts, len(todo))
+            pool = {"actors": actors, "per_actor": per_actor, "gpu_memory_gb": opts.gpu_memory_gb}
             log(f"[evaluate] {len(todo)} of {len(jobs)} jobs to run on {actors} actor(s) "
                 f"({_describe(per_actor)} each); results in {out}")
             progress = Progress(len(jobs), len(jobs) - len(todo), enabled=opts.progress)
@@ -124,6 +126,7 @@ def evaluate(cfg: EvaluateConfig, work: str | Path, opts: EvalOptions = EvalOpti
         "run": opts.run, "config": to_dict(cfg), "config_hash": config_hash(cfg), "inputs": dataset,
         "inputs_hash": _plan_identity(plans, dataset, cfg.seed), "rows": len(results), "jobs": len(jobs),
         "failed": sorted(failures), "complete": len(results) == len(jobs), "created_unix": time.time(),
+        "last_pool": pool or (read_manifest(out) or {}).get("last_pool", {}),
     }
     write_json(out / "manifest.json", manifest)
     return {"run": opts.run, "output": str(out), "jobs": len(jobs), "ran": len(todo) - len(failures),
@@ -279,7 +282,10 @@ class EvalActor:
             # Fractional GPUs share memory unguarded: cap this process at its estimated share.
             total = torch.cuda.get_device_properties(0).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, gpu_fraction * budget_gb * 1024 ** 3 / total), 0)
-        self.runner = JobRunner(work, out, "auto", save_weights)
+        import ray
+
+        # Which Ray node ran each job goes into its record (hostnames repeat on one-machine clusters).
+        self.runner = JobRunner(work, out, "auto", save_weights, ray.get_runtime_context().get_node_id())
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
         """Run one job (see JobRunner.run)."""

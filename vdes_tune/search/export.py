@@ -78,7 +78,7 @@ def leaderboard(exp: Experiment) -> pd.DataFrame:
         row.update({"epochs": r.get("epoch", 0), "best_epoch_mean": r.get("best_epoch_mean", float("nan")),
                     "memory_estimate_gb": r.get("memory_estimate_gb", float("nan")),
                     "gpu_fraction": r.get("gpu_fraction", float("nan")), "oom": int(r.get("oom", 0)),
-                    "seconds": r.get("time_total_s", float("nan"))})
+                    "seconds": r.get("time_total_s", float("nan")), "node_id": r.get("node_id", "")})
         rows.append(row)
     board = pd.DataFrame(rows)
     if board.empty:

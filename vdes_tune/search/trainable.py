@@ -121,8 +121,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     space, point = ctx.space, _point(config)
     cfg, est, placement = plan_point(ctx, point)
+    import ray
+
     info = {"memory_estimate_gb": round(est.total_gb, 3), "gpu_fraction": placement.fraction if ctx.use_gpu else 0.0,
-            "repeats": space.repeats, "trial_start": time.time()}
+            "repeats": space.repeats, "trial_start": time.time(), "node_id": ray.get_runtime_context().get_node_id()}
     if not placement.feasible:
         tune.report({space.metric: ctx.penalty, "feasible": 0, "epoch": 0, **info})
         return
