@@ -2,20 +2,25 @@
 # A multi-node Ray cluster on one machine: a head node plus N worker nodes, each its own `ray start`
 # (own raylet, object store and workers), for tests and for trying --address without a cloud.
 #
-#   cluster/local.sh start [N]     head + N workers (default 2); prints the address (also in $STATE/address)
+#   cluster/local.sh start [N]     head + N workers (default 2); prints the GCS address (also in $STATE/address)
+#                                  and the job-server URL for `ray job submit` (also in $STATE/dashboard)
 #   cluster/local.sh status        nodes alive, by `ray status`
 #   cluster/local.sh kill-node K   SIGKILL worker K's raylet (a node failure); its workers die with it
 #   cluster/local.sh stop          stop this cluster's processes only (other Ray instances are left alone)
 #
-# Settings (environment): VDES_CLUSTER_DIR (state, default /tmp/vdes-local-cluster), VDES_CLUSTER_PORT
-# (GCS port, default 6399), VDES_HEAD_CPUS (default 1), VDES_WORKER_CPUS (default 1), RAY_AUTH_MODE
-# (default token: a token is generated once with `ray get-auth-token --generate` and used by every node;
-# drivers on this machine find it in ~/.ray/auth_token. Tests set RAY_AUTH_MODE=disabled on every node
-# and driver.) Every node binds to 127.0.0.1; the dashboard too.
+# Settings (environment): VDES_CLUSTER_DIR (state, default /tmp/vdes-local-cluster; Ray's own logs are in
+# /tmp/vdes-ray-<port>, VDES_CLUSTER_RAY_TMP), VDES_CLUSTER_PORT
+# (GCS port, default 6399), VDES_DASHBOARD_PORT (job server, default 8266), VDES_HEAD_CPUS (default 1),
+# VDES_WORKER_CPUS (default 1), RAY_AUTH_MODE (default token: a token is generated once with
+# `ray get-auth-token --generate` and used by every node; drivers on this machine find it in
+# ~/.ray/auth_token. Tests set RAY_AUTH_MODE=disabled on every node and driver.) Every node binds to 127.0.0.1; the dashboard too.
 set -euo pipefail
 
 STATE=${VDES_CLUSTER_DIR:-/tmp/vdes-local-cluster}
 PORT=${VDES_CLUSTER_PORT:-6399}
+DASHBOARD_PORT=${VDES_DASHBOARD_PORT:-8266}
+# Ray's session files (logs, sockets) go to a short path: AF_UNIX socket paths are limited to 107 bytes.
+RAY_TMP=${VDES_CLUSTER_RAY_TMP:-/tmp/vdes-ray-$PORT}
 HEAD_CPUS=${VDES_HEAD_CPUS:-1}
 WORKER_CPUS=${VDES_WORKER_CPUS:-1}
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
@@ -25,7 +30,7 @@ RAY=${RAY:-ray}
 # instances on the machine: `ray stop` would stop them all.
 start_node() {  # name, ray start arguments...
   local name=$1; shift
-  setsid "$RAY" start "$@" --temp-dir="$STATE/tmp" >"$STATE/$name.log" 2>&1 &
+  setsid "$RAY" start "$@" --temp-dir="$RAY_TMP" >"$STATE/$name.log" 2>&1 &
   local pid=$!
   echo "$pid" >"$STATE/$name.sid"  # setsid's child is a session leader: its pid is the session id
   wait "$pid" || { echo "ray start for $name failed; see $STATE/$name.log" >&2; cat "$STATE/$name.log" >&2; exit 1; }
@@ -39,18 +44,21 @@ case ${1:-} in
   start)
     workers=${2:-2}
     if [[ -f $STATE/address ]]; then echo "a cluster is running (state in $STATE); stop it first" >&2; exit 2; fi
-    mkdir -p "$STATE/tmp"
+    mkdir -p "$STATE" "$RAY_TMP"
     if [[ $RAY_AUTH_MODE == token && ! -s ${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token} && -z ${RAY_AUTH_TOKEN:-} ]]; then
       "$RAY" get-auth-token --generate >/dev/null
     fi
     start_node head --head --node-ip-address=127.0.0.1 --port="$PORT" --num-cpus="$HEAD_CPUS" --num-gpus=0 \
-      --resources='{"head_slot": 1}' --include-dashboard=false --disable-usage-stats
+      --resources='{"head_slot": 1}' --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
+      --disable-usage-stats
     for ((k = 0; k < workers; k++)); do
       start_node "worker-$k" --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="$WORKER_CPUS" \
         --num-gpus=0 --resources="{\"worker_$k\": 1}" --disable-usage-stats
     done
     echo "127.0.0.1:$PORT" >"$STATE/address"
+    echo "http://127.0.0.1:$DASHBOARD_PORT" >"$STATE/dashboard"
     echo "127.0.0.1:$PORT"
+    echo "http://127.0.0.1:$DASHBOARD_PORT"
     ;;
   status)
     "$RAY" status --address="$(cat "$STATE/address")"
@@ -70,10 +78,10 @@ case ${1:-} in
       [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
       rm -f "$f"
     done
-    rm -f "$STATE/address"
+    rm -f "$STATE/address" "$STATE/dashboard"
     ;;
   *)
-    sed -n '2,16p' "$0" >&2
+    sed -n '2,19p' "$0" >&2
     exit 2
     ;;
 esac

@@ -133,7 +133,15 @@ def run_pipeline(pipe: Pipeline, data: Path, work: Path, address: str | None = N
     from vdes_tune.runtime import ray_session
     from vdes_tune.workspace import Workspace
 
+    import os
+
     workspace = Workspace.at(work)
+    data = Path(data).expanduser().resolve()
+    workspace.root.mkdir(parents=True, exist_ok=True)
+    # Every path is absolute from here on. Work from the workspace: under `ray job submit` the current
+    # folder is the job's working_dir, which Ray may delete when the last actor using it exits, and
+    # torch asks for the current folder on some imports.
+    os.chdir(workspace.root)
     done = []
     with ray_session(address, quiet=True):
         for i, stage in enumerate(pipe.stages, start=1):

@@ -2,9 +2,8 @@
 
 Each actor is one long-lived process (one CUDA context, timm loaded once) holding the GPU fraction the
 memory estimator gives the hungriest evaluated architecture, or CPUs when there is no GPU. A job writes
-its own record atomically before replying, so a job whose actor dies is retried (Ray restarts the actor
-and re-sends the call; past that, the pool replaces the actor and resubmits) and a job already on disk
-is never trained again: re-running the command finishes what is missing and counts every job once.
+its own record atomically before replying, so a job whose actor dies goes back to the queue (and a
+replacement actor is started) and a job already on disk is never trained again: re-running the command finishes what is missing and counts every job once.
 """
 
 from __future__ import annotations
@@ -287,6 +286,10 @@ class EvalActor:
         # Which Ray node ran each job goes into its record (hostnames repeat on one-machine clusters).
         self.runner = JobRunner(work, out, "auto", save_weights, ray.get_runtime_context().get_node_id())
 
+    def ready(self) -> bool:
+        """Answers once the actor is placed and initialised."""
+        return True
+
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
         """Run one job (see JobRunner.run)."""
         return self.runner.run(Job.from_dict(job))
@@ -294,19 +297,29 @@ class EvalActor:
 
 def run_pool(jobs: list[Job], workspace: Workspace, out: Path, cfg: EvaluateConfig, per_actor: dict[str, float],
              actors: int, budget_gb: float, max_attempts: int, on_result: Callable[[dict[str, Any]], None]) -> dict[str, str]:
-    """Feed jobs to idle actors until all are done; returns {job_id: reason} of jobs that failed for good."""
+    """Feed jobs to ready actors until all are done; returns {job_id: reason} of jobs that failed for good.
+
+    Actor death is handled here rather than by Ray's restarts: a restarted actor can wait forever for
+    resources its lost node held while the other actors sit idle. Instead the job goes back to the
+    queue for any live actor, and a replacement actor is started that takes jobs once it is up (on a
+    node with room, or on one the autoscaler adds).
+    """
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
-    remote = ray.remote(EvalActor).options(num_cpus=per_actor["CPU"], num_gpus=per_actor["GPU"],
-                                           max_restarts=2, max_task_retries=2)
+    remote = ray.remote(EvalActor).options(num_cpus=per_actor["CPU"], num_gpus=per_actor["GPU"], max_restarts=0)
     args = (str(workspace.root), str(out), max(1, int(per_actor["CPU"])), per_actor["GPU"], budget_gb,
             cfg.save_weights)
+    starting: dict[Any, Any] = {}  # ready() ref -> actor still being placed or initialised
 
-    def new_actor() -> Any:
-        return remote.remote(*args)
+    def start_actor() -> None:
+        actor = remote.remote(*args)
+        starting[actor.ready.remote()] = actor
 
-    pending, idle = deque(jobs), [new_actor() for _ in range(actors)]
+    for _ in range(actors):
+        start_actor()
+    pending: deque[Job] = deque(jobs)
+    idle: list[Any] = []
     inflight: dict[Any, tuple[Any, Job]] = {}
     attempts: dict[str, int] = {}
     failures: dict[str, str] = {}
@@ -314,14 +327,21 @@ def run_pool(jobs: list[Job], workspace: Workspace, out: Path, cfg: EvaluateConf
         while idle and pending:
             actor, job = idle.pop(), pending.popleft()
             inflight[actor.run.remote(job.to_dict())] = (actor, job)
-        ready, _ = ray.wait(list(inflight), num_returns=1)
+        ready, _ = ray.wait([*inflight, *starting], num_returns=1)
+        if ready[0] in starting:
+            actor = starting.pop(ready[0])
+            try:
+                ray.get(ready[0])
+                idle.append(actor)
+            except RayActorError:
+                start_actor()  # died while starting (its node went away): try again elsewhere
+            continue
         actor, job = inflight.pop(ready[0])
         try:
             record = ray.get(ready[0])
         except RayActorError as exc:
-            # Ray's own restarts and retries are spent: replace the actor and try the job again.
             ray.kill(actor, no_restart=True)
-            idle.append(new_actor())
+            start_actor()
             attempts[job.id] = attempts.get(job.id, 0) + 1
             if attempts[job.id] < max_attempts:
                 pending.appendleft(job)
@@ -336,6 +356,6 @@ def run_pool(jobs: list[Job], workspace: Workspace, out: Path, cfg: EvaluateConf
             continue
         idle.append(actor)
         on_result(record)
-    for actor in idle:
+    for actor in [*idle, *starting.values()]:
         ray.kill(actor)
     return failures
