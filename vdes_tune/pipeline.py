@@ -8,6 +8,7 @@ interrupted run resumes by running the same command again.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,25 +134,32 @@ def run_pipeline(pipe: Pipeline, data: Path, work: Path, address: str | None = N
     from vdes_tune.runtime import ray_session
     from vdes_tune.workspace import Workspace
 
-    import os
-
     workspace = Workspace.at(work)
     data = Path(data).expanduser().resolve()
     workspace.root.mkdir(parents=True, exist_ok=True)
     # Every path is absolute from here on. Work from the workspace: under `ray job submit` the current
     # folder is the job's working_dir, which Ray may delete when the last actor using it exits, and
-    # torch asks for the current folder on some imports.
+    # torch asks for the current folder on some imports. The caller's folder is restored afterwards.
+    try:
+        before: str | None = os.getcwd()
+    except FileNotFoundError:
+        before = None
     os.chdir(workspace.root)
     done = []
-    with ray_session(address, quiet=True):
-        for i, stage in enumerate(pipe.stages, start=1):
-            log(f"[run] {pipe.name} {i}/{len(pipe.stages)}: {stage.label}")
-            start = time.perf_counter()
-            summary = _run_stage(stage, data, workspace, address, log)
-            summary.update({"stage": stage.kind, "label": stage.label, "seconds": round(time.perf_counter() - start, 2)})
-            state = "skipped (up to date)" if summary.get("skipped") else f"done in {summary['seconds']:.1f} s"
-            log(f"[run] {stage.label}: {state}")
-            done.append(summary)
+    try:
+        with ray_session(address, quiet=True):
+            for i, stage in enumerate(pipe.stages, start=1):
+                log(f"[run] {pipe.name} {i}/{len(pipe.stages)}: {stage.label}")
+                start = time.perf_counter()
+                summary = _run_stage(stage, data, workspace, address, log)
+                summary.update({"stage": stage.kind, "label": stage.label,
+                                "seconds": round(time.perf_counter() - start, 2)})
+                state = "skipped (up to date)" if summary.get("skipped") else f"done in {summary['seconds']:.1f} s"
+                log(f"[run] {stage.label}: {state}")
+                done.append(summary)
+    finally:
+        if before is not None and os.path.isdir(before):
+            os.chdir(before)
     return done
 
 
