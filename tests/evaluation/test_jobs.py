@@ -145,3 +145,10 @@ def test_cli_bad_inputs_name_what_is_wrong(tmp_path):
     assert isinstance(archs.exception, BadInputError) and "--archs" in str(archs.exception)
     report = runner.invoke(app, ["report", "--work", str(tmp_path), "--run", "none"])
     assert isinstance(report.exception, BadInputError) and "eval/none" in str(report.exception)
+
+
+def test_a_files_best_entry_skips_nan_objectives(tmp_path):
+    best = read_best_file(write_best(tmp_path / "nan.yaml", {
+        1: {"searched": {"lr": 1e-3}, "score": float("nan")}, 3: {"searched": {"lr": 1e-4}, "score": 0.4},
+        5: {"searched": {"lr": 5e-5}, "score": 0.2}}))
+    assert best.top().arch == 3

@@ -128,7 +128,8 @@ class JobRunner:
         from vdes_tune.training.classify import load_frames
         from vdes_tune.workspace import Workspace
 
-        key = cfg.vdes if get_architecture(cfg.arch).generator and not get_architecture(cfg.arch).end_to_end else ""
+        arch = get_architecture(cfg.arch)
+        key = cfg.vdes if arch.generator and not arch.end_to_end else ""  # the only thing that changes the frames
         if self._frames is None or self._frames[0] != key:
             self._frames = (key, load_frames(cfg, Workspace.at(self.work)))
         return self._frames[1]

@@ -147,7 +147,7 @@ def build(work: str | Path, run: str = "main") -> dict[str, Any]:
             "tables": tables, "rows": len(results)}
 
 
-def _sections(tables: dict[str, pd.DataFrame], ctx: dict[str, Any]) -> list[tuple[str, str, pd.DataFrame]]:
+def _sections(tables: dict[str, pd.DataFrame]) -> list[tuple[str, str, pd.DataFrame]]:
     """(title, explanation, table) in report order."""
     tests = tables["paired_tests"]
     shown_tests = tests[tests["metric"].isin(["test_f1", "test_accuracy"])] if len(tests) else tests
@@ -188,7 +188,7 @@ def _header(ctx: dict[str, Any]) -> str:
 
 def _markdown(tables: dict[str, pd.DataFrame], ctx: dict[str, Any], figure_files: list[str]) -> str:
     parts = [f"# vdes-tune report: {ctx['run']}\n", _header(ctx) + "\n"]
-    for title, text, frame in _sections(tables, ctx):
+    for title, text, frame in _sections(tables):
         parts += [f"## {title}\n", text + "\n", markdown_table(frame) if len(frame) else "(none)\n"]
     parts.append("## Figures\n")
     for name in figure_files:
@@ -204,7 +204,7 @@ def _html(tables: dict[str, pd.DataFrame], ctx: dict[str, Any], images: dict[str
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>vdes-tune report: {html.escape(ctx['run'])}"
              f"</title><style>{style}</style></head><body>",
              f"<h1>vdes-tune report: {html.escape(ctx['run'])}</h1><p>{html.escape(_header(ctx))}</p>"]
-    for title, text, frame in _sections(tables, ctx):
+    for title, text, frame in _sections(tables):
         shown = frame.map(_fmt) if len(frame) else frame
         parts += [f"<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p>",
                   shown.to_html(index=False, escape=True) if len(frame) else "<p>(none)</p>"]

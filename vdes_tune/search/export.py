@@ -169,8 +169,12 @@ class BestFile:
     def top(self) -> BestEntry:
         """The entry with the best objective across architectures."""
         sign = 1.0 if self.mode == "max" else -1.0
-        return max(self.entries.values(), key=lambda e: (sign * float(e.objective.get(self.metric, float("nan"))
-                                                                     or 0.0), -e.arch))
+
+        def score(e: BestEntry) -> tuple[float, int]:
+            value = float(e.objective.get(self.metric, float("nan")))
+            return (sign * value if value == value else float("-inf"), -e.arch)  # NaN ranks last
+
+        return max(self.entries.values(), key=score)
 
 
 def read_best_file(path: str | Path) -> BestFile:
