@@ -10,15 +10,20 @@
 #
 # Settings (environment): VDES_CLUSTER_DIR (state, default /tmp/vdes-local-cluster; Ray's own logs are in
 # /tmp/vdes-ray-<port>, VDES_CLUSTER_RAY_TMP), VDES_CLUSTER_PORT
-# (GCS port, default 6399), VDES_DASHBOARD_PORT (job server, default 8266), VDES_HEAD_CPUS (default 1),
+# (GCS port, default 6399), VDES_DASHBOARD_PORT (job server, default 8266), VDES_AGENT_PORT (the head's
+# dashboard agent, which runs submitted jobs; default 52365), VDES_HEAD_CPUS (default 1),
 # VDES_WORKER_CPUS (default 1), RAY_AUTH_MODE (default token: a token is generated once with
 # `ray get-auth-token --generate` and used by every node; drivers on this machine find it in
 # ~/.ray/auth_token. Tests set RAY_AUTH_MODE=disabled on every node and driver.) Every node binds to 127.0.0.1; the dashboard too.
+# Each node's processes get VDES_CACHE=$STATE/cache-<node> (where a URI workspace is mirrored), so the nodes
+# share nothing on disk but what the workspace URI holds.
 set -euo pipefail
 
 STATE=${VDES_CLUSTER_DIR:-/tmp/vdes-local-cluster}
 PORT=${VDES_CLUSTER_PORT:-6399}
 DASHBOARD_PORT=${VDES_DASHBOARD_PORT:-8266}
+# The head's dashboard agent serves job submission; two clusters on one machine must not share its port.
+AGENT_PORT=${VDES_AGENT_PORT:-52365}
 # Ray's session files (logs, sockets) go to a short path: AF_UNIX socket paths are limited to 107 bytes.
 RAY_TMP=${VDES_CLUSTER_RAY_TMP:-/tmp/vdes-ray-$PORT}
 HEAD_CPUS=${VDES_HEAD_CPUS:-1}
@@ -30,7 +35,9 @@ RAY=${RAY:-ray}
 # instances on the machine: `ray stop` would stop them all.
 start_node() {  # name, ray start arguments...
   local name=$1; shift
-  setsid "$RAY" start "$@" --temp-dir="$RAY_TMP" >"$STATE/$name.log" 2>&1 &
+  # Each node mirrors a URI workspace into its own cache, as separate machines would: nothing one node
+  # pulled is visible to another except through the shared storage.
+  VDES_CACHE="$STATE/cache-$name" setsid "$RAY" start "$@" --temp-dir="$RAY_TMP" >"$STATE/$name.log" 2>&1 &
   local pid=$!
   echo "$pid" >"$STATE/$name.sid"  # setsid's child is a session leader: its pid is the session id
   wait "$pid" || { echo "ray start for $name failed; see $STATE/$name.log" >&2; cat "$STATE/$name.log" >&2; exit 1; }
@@ -49,7 +56,7 @@ case ${1:-} in
       "$RAY" get-auth-token --generate >/dev/null
     fi
     start_node head --head --node-ip-address=127.0.0.1 --port="$PORT" --num-cpus="$HEAD_CPUS" --num-gpus=0 \
-      --resources='{"head_slot": 1}' --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
+      --resources='{"head_slot": 1}' --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" --dashboard-agent-listen-port="$AGENT_PORT" \
       --disable-usage-stats
     for ((k = 0; k < workers; k++)); do
       start_node "worker-$k" --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="$WORKER_CPUS" \

@@ -2,11 +2,52 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from pathlib import Path
 
 import pytest
 
 from vdes_tune.config import SynthConfig
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point every S3 client of the session (Ray workers included, which inherit the environment) at a
+    local test server with throwaway credentials: tests never reach a real bucket."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_EC2_METADATA_DISABLED": "true"})
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on 127.0.0.1 at AWS_ENDPOINT_URL for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = int(os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield os.environ["AWS_ENDPOINT_URL"]
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str) -> str:
+    """A fresh, empty bucket: `s3://<name>`."""
+    import pyarrow.fs as pafs
+
+    name = f"vdes-{uuid.uuid4().hex[:12]}"
+    pafs.S3FileSystem(endpoint_override=s3_server, region="us-east-1", allow_bucket_creation=True).create_dir(name)
+    return f"s3://{name}"
 
 
 @pytest.fixture(scope="session")

@@ -128,14 +128,16 @@ def _stage(kind: str, body: Any) -> Stage:
     return Stage(kind, None, {"run": str(body.get("run", "main"))})
 
 
-def run_pipeline(pipe: Pipeline, data: Path, work: Path, address: str | None = None,
+def run_pipeline(pipe: Pipeline, data: str | Path, work: str | Path, address: str | None = None,
                  log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run the stages in order in one Ray session; returns one summary per stage."""
+    """Run the stages in order in one Ray session; returns one summary per stage. `data` and `work` may be
+    URIs (`s3://`, `gs://`): then this machine works in a local mirror and every node reads and writes there."""
+    from vdes_tune.remote import is_uri
     from vdes_tune.runtime import ray_session
     from vdes_tune.workspace import Workspace
 
     workspace = Workspace.at(work)
-    data = Path(data).expanduser().resolve()
+    data = data if is_uri(data) else Path(data).expanduser().resolve()
     workspace.root.mkdir(parents=True, exist_ok=True)
     # Every path is absolute from here on. Work from the workspace: under `ray job submit` the current
     # folder is the job's working_dir, which Ray may delete when the last actor using it exits, and
@@ -163,7 +165,7 @@ def run_pipeline(pipe: Pipeline, data: Path, work: Path, address: str | None = N
     return done
 
 
-def _run_stage(stage: Stage, data: Path, workspace: Any, address: str | None,
+def _run_stage(stage: Stage, data: str | Path, workspace: Any, address: str | None,
                log: Callable[[str], None]) -> dict[str, Any]:
     if stage.kind == "ingest":
         from vdes_tune.stages import ingest
@@ -188,29 +190,30 @@ def _run_stage(stage: Stage, data: Path, workspace: Any, address: str | None,
                              cpus_per_trial=float(o.get("cpus_per_trial", 1.0)),
                              max_failures=int(o.get("max_failures", 2)), address=address,
                              overrides=tuple(o["set"]))
-        if search_finished(stage.settings, workspace.root, opts):
+        if search_finished(stage.settings, workspace.spec, opts):
             return {"experiment": o["name"], "skipped": True}
-        summary = run_search(stage.settings, workspace.root, opts)
+        summary = run_search(stage.settings, workspace.spec, opts)
         return {k: summary[k] for k in ("experiment", "path", "trials", "finished", "infeasible", "errored")}
     if stage.kind == "export":
         from vdes_tune.search.export import export
 
-        return export(stage.options["experiment"], workspace.root)
+        return export(stage.options["experiment"], workspace.spec)
     if stage.kind == "evaluate":
         from vdes_tune.evaluation.repeats import EvalOptions, evaluate
 
         o = stage.options
         # Best files are named relative to the workspace (best/<experiment>.yaml) in a pipeline.
+        workspace.pull(workspace.root / "best")
         configs = tuple(str(p if Path(p).is_absolute() else workspace.root / p) for p in stage.settings.configs)
         cfg = from_dict(EvaluateConfig, {**to_dict(stage.settings), "configs": list(configs)})
         opts = EvalOptions(run=str(o["run"]), actors=int(o.get("actors", 0)),
                            cpus_per_actor=float(o.get("cpus_per_actor", 1.0)),
                            gpu_memory_gb=float(o.get("gpu_memory_gb", 24.0)), address=address)
-        summary = evaluate(cfg, workspace.root, opts, log=log)
+        summary = evaluate(cfg, workspace.spec, opts, log=log)
         if summary["failed"]:
             raise RuntimeError(f"evaluate: {len(summary['failed'])} job(s) failed: {summary['failed']}")
         return summary
     from vdes_tune.evaluation import report
 
-    out = report.build(workspace.root, stage.options["run"])
+    out = report.build(workspace.spec, stage.options["run"])
     return {k: v for k, v in out.items() if k != "tables"}

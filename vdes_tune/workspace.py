@@ -1,4 +1,4 @@
-"""Typed paths of every artifact, stage manifests, and atomic stage output."""
+"""Typed paths of every artifact, stage manifests, and atomic stage output; a workspace may live at a URI."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from vdes_tune import remote
 from vdes_tune.errors import BadInputError
 
 SCHEMA_VERSION = 1
@@ -68,14 +69,71 @@ class DatasetPaths:
 
 @dataclass(frozen=True)
 class Workspace:
-    """The root under which every stage writes its folder."""
+    """The root under which every stage writes its folder.
+
+    `root` is a local folder: the workspace itself, or, when the workspace lives at a URI (`s3://`, `gs://`,
+    `file://`), this node's mirror of it. Code reads and writes under `root`; `pull` and `push` move folders
+    between the mirror and the URI (both do nothing for a local workspace, which on a cluster must be a
+    shared path).
+    """
 
     root: Path
+    uri: str | None = None
 
     @classmethod
     def at(cls, root: str | Path) -> "Workspace":
-        """Workspace at a local path (created on first write)."""
+        """Workspace at a local path or a URI (created on first write)."""
+        if remote.is_uri(root):
+            uri = str(root).rstrip("/")
+            return cls(remote.mirror_root(uri), uri)
         return cls(Path(root).expanduser().resolve())
+
+    @property
+    def spec(self) -> str:
+        """What a process on any node passes to `Workspace.at` to reach this workspace."""
+        return self.uri or str(self.root)
+
+    def location(self, path: Path) -> str:
+        """A path under `root` as every node reaches it: the URI counterpart, or the (shared) path itself."""
+        if not self.uri:
+            return str(path)
+        return remote.join(self.uri, path.relative_to(self.root).as_posix())
+
+    def pull(self, path: Path) -> Path:
+        """Bring a folder or file under `root` up to date with the shared workspace; returns `path`."""
+        if self.uri:
+            remote.pull(self.location(path), path)
+        return path
+
+    def push(self, path: Path) -> None:
+        """Publish a finished folder (manifest last) or one file under `root` to the shared workspace."""
+        if not self.uri:
+            return
+        if path.is_dir():
+            remote.push(path, self.location(path))
+        else:
+            remote.push_file(path, self.location(path))
+
+    def discard(self, path: Path) -> None:
+        """Remove a file here and in the shared workspace."""
+        path.unlink(missing_ok=True)
+        if self.uri:
+            remote.delete(self.location(path))
+
+    @contextlib.contextmanager
+    def staged(self, dest: Path) -> Iterator[str]:
+        """A location every node's writers (Ray Data tasks, actors) can fill; its files are at local `dest`
+        after the block. A local workspace is written in place; a URI one through a scratch folder there."""
+        if not self.uri:
+            dest.mkdir(parents=True, exist_ok=True)
+            yield str(dest)
+            return
+        location = remote.join(self.uri, f".scratch-{uuid.uuid4().hex[:12]}")
+        try:
+            yield location
+            remote.pull(location, dest)
+        finally:
+            remote.delete(location)
 
     @property
     def dataset(self) -> DatasetPaths:

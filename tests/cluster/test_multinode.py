@@ -1,11 +1,13 @@
 """Against a real multi-node Ray cluster on this machine (cluster/local.sh: a head and 2 worker nodes,
-each its own `ray start`): an evaluation and a search run with --address across the nodes, and each
-survives a worker node's raylet being SIGKILLed mid-run."""
+each its own `ray start`, token authentication on): a pipeline submitted with `ray job submit` on an S3
+workspace; an evaluation and a search run with --address across the nodes, each surviving a worker
+node's raylet being SIGKILLed mid-run; a driver without the token is refused."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -36,11 +38,12 @@ def _free_ports(n: int) -> list[int]:
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     """Head (1 CPU) + 2 worker nodes (1 CPU each); yields (address, env for drivers and the script)."""
     state = tmp_path_factory.mktemp("cluster")
-    gcs, dashboard = _free_ports(2)
-    ports = {"VDES_CLUSTER_PORT": str(gcs), "VDES_DASHBOARD_PORT": str(dashboard)}
-    env = {**os.environ, "VDES_CLUSTER_DIR": str(state), **ports,
-           "RAY_AUTH_MODE": "disabled", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT)}
+    gcs, dashboard, agent = _free_ports(3)
+    ports = {"VDES_CLUSTER_PORT": str(gcs), "VDES_DASHBOARD_PORT": str(dashboard), "VDES_AGENT_PORT": str(agent)}
+    # Token authentication on, as the script starts clusters by default; every driver here passes the token.
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}, "VDES_CLUSTER_DIR": str(state),
+           **ports, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
     started = subprocess.run(["bash", str(SCRIPT), "start", "2"], env=env, capture_output=True, text=True, timeout=120)
     try:
         assert started.returncode == 0, started.stderr[-3000:]
@@ -78,24 +81,63 @@ def _wait(proc: subprocess.Popen, until, deadline: float) -> None:
         time.sleep(0.1)
 
 
-def test_ray_job_submit_of_a_small_pipeline_lands_in_the_workspace(cluster, small_dataset, tmp_path):
+def test_ray_job_submit_of_a_pipeline_on_s3_lands_in_the_bucket(cluster, small_dataset, s3_bucket, tmp_path):
+    """Raw data and workspace in an S3 bucket (the moto test server): every node works from its own mirror
+    (cluster/local.sh gives each its own VDES_CACHE), so nothing relies on a disk the driver sees."""
+    from vdes_tune import remote
+
     address, env = cluster
-    dashboard = (Path(env["VDES_CLUSTER_DIR"]) / "dashboard").read_text().strip()
+    state = Path(env["VDES_CLUSTER_DIR"])
+    dashboard = (state / "dashboard").read_text().strip()
+    data, work = f"{s3_bucket}/raw/cdd", f"{s3_bucket}/work"
+    remote.push(small_dataset, data)
     pipeline = tmp_path / "tiny.yaml"
-    pipeline.write_text(
-        "name: tiny\nstages:\n"
-        "  - ingest: {crop_size: 64, qa_samples: 1}\n"
-        "  - evaluate: {run: tiny, archs: [1, 3], repeats: 2, train: {classifier: resnet18, epochs: 1, batch_size: 8}}\n"
-        "  - report: {run: tiny}\n")
-    work = tmp_path / "work"
+    pipeline.write_text("""name: tiny
+stages:
+  - ingest: {crop_size: 64, qa_samples: 1}
+  - generators:
+      - {name: cg, model: cyclegan, epochs: 1, batch_size: 8, features: 4, blocks: 1, disc_features: 4, samples: 1}
+  - search:
+      space: paper_classifier_lr
+      name: lr
+      set: {repeats: 1, parameters: {train.lr: {choice: [1.0e-3, 3.0e-4]}}, train.classifier: resnet18,
+            train.epochs: 1, train.batch_size: 8}
+  - export: {experiment: lr}
+  - evaluate: {run: tiny, configs: [best/lr.yaml], archs: [1, 6], repeats: 2, vdes: {6: cg},
+               train: {classifier: resnet18, epochs: 1, batch_size: 8}}
+  - report: {run: tiny}
+""")
     cmd = ["ray", "job", "submit", "--address", dashboard, "--working-dir", str(ROOT), "--",
-           "vdes-tune", "run", str(pipeline), "--data", str(small_dataset), "--work", str(work), "--address", "auto"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+           "vdes-tune", "run", str(pipeline), "--data", data, "--work", work, "--address", "auto"]
+    deadline = time.monotonic() + 120
+    while True:  # the head's job agent comes up a little after `ray start` returns
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+        if "No available agent" not in done.stdout + done.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert done.returncode == 0, done.stdout[-4000:]
     assert "succeeded" in done.stdout + done.stderr
-    results = pd.read_parquet(work / "eval" / "tiny" / "results.parquet")
-    assert sorted(zip(results["arch"], results["repeat"])) == [(1, 0), (1, 1), (3, 0), (3, 1)]
-    assert (work / "report" / "tiny" / "report.html").is_file()
+
+    results_file = tmp_path / "results.parquet"
+    results_file.write_bytes(remote.read_bytes(f"{work}/eval/tiny/results.parquet"))
+    results = pd.read_parquet(results_file)
+    assert sorted(zip(results["arch"], results["repeat"])) == [(1, 0), (1, 1), (6, 0), (6, 1)]
+    files = remote.list_files(work)
+    for made in ("dataset/manifest.json", "generators/cg/manifest.json", "vdes/cg/manifest.json",
+                 "search/lr/vdes_search.json", "best/lr.yaml", "eval/tiny/manifest.json", "report/tiny/report.html"):
+        assert made in files, made
+    assert any(f.startswith("vdes/cg/split=test/") for f in files)
+    assert sum(f.startswith("eval/tiny/jobs/") for f in files) == 4
+    assert {f for f in files if f.startswith("eval/tiny/weights/")} == {"eval/tiny/weights/a1-r000.pt",
+                                                                        "eval/tiny/weights/a6-r000.pt"}
+    assert not [f for f in files if ".scratch-" in f or f.endswith(".tmp")]
+    # Jobs ran on worker nodes that read the shards from their own mirrors of the bucket.
+    ids = json.loads(env["NODE_IDS"])
+    workers = {ids[f"worker_{k}"]: k for k in range(2)}
+    ran_on = {workers[n] for n in results["node_id"] if n in workers}
+    assert ran_on, "no job ran on a worker node"
+    for k in ran_on:
+        assert list((state / f"cache-worker-{k}").rglob("dataset/shards/split=train/*.parquet"))
 
 
 def test_evaluation_across_nodes_survives_a_killed_worker_node(cluster, search_work):
@@ -160,3 +202,23 @@ def test_search_across_nodes_resumes_trials_of_a_killed_worker_node(cluster, sea
     for t in moved:  # resumed from its last checkpoint on another node, not restarted from epoch 1
         epochs = [r["epoch"] for r in rows if r["trial_id"] == t.trial_id]
         assert epochs.count(1) == 1 and epochs[-1] == 8
+
+
+CONNECT = """
+import ray
+ray.init(address="{address}", logging_level="error")
+print("nodes", len(ray.nodes()))
+"""
+
+
+def test_the_cluster_refuses_a_driver_without_its_token(cluster):
+    address, env = cluster
+
+    def connect(token: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", CONNECT.format(address=address)],
+                              env={**env, "RAY_AUTH_TOKEN": token}, capture_output=True, text=True, timeout=120)
+
+    wrong = connect(secrets.token_hex(32))
+    assert wrong.returncode != 0 and "InvalidAuthToken" in wrong.stderr, wrong.stderr[-2000:]
+    good = connect(env["RAY_AUTH_TOKEN"])
+    assert good.returncode == 0 and "nodes" in good.stdout, good.stderr[-2000:]

@@ -52,10 +52,13 @@ def test_killed_driver_resumes_and_killed_actor_is_replaced_exactly_once(search_
 
     # Re-run; the first job to start has its actor SIGKILLed mid-job.
     victim: dict = {}
+    rerun = time.time()
 
     def kill_first_job() -> None:
         while not victim and time.monotonic() < deadline:
-            started = [r for r in map(_read, (out / "running").glob("*.json")) if r and r["attempt"] == 1]
+            # Records of the killed run linger until the re-run clears them: only this run's jobs count.
+            started = [r for r in map(_read, (out / "running").glob("*.json"))
+                       if r and r["attempt"] == 1 and r["started"] >= rerun]
             if started:
                 victim.update(started[0])
                 os.kill(victim["pid"], signal.SIGKILL)
@@ -81,7 +84,7 @@ def test_killed_driver_resumes_and_killed_actor_is_replaced_exactly_once(search_
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # actors run single-threaded: same kernels, same numbers
     try:
-        fresh = JobRunner(str(search_work), str(search_work / "eval" / "fresh"), "cpu", "none").run(
+        fresh = JobRunner(str(search_work), "fresh", "cpu", "none").run(
             Job.from_dict(job.to_dict()))
     finally:
         torch.set_num_threads(threads)

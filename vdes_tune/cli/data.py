@@ -43,8 +43,8 @@ def synth(
 
 @app.command()
 def ingest(
-    data: Path = typer.Option(..., "--data", help="Raw dataset folder in the CDD-CESM layout."),
-    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace root; writes <work>/dataset."),
+    data: str = typer.Option(..., "--data", help="Raw dataset in the CDD-CESM layout (folder or URI)."),
+    work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI); writes <work>/dataset."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML of ingest settings (IngestConfig fields)."),
     registration: Optional[str] = typer.Option(None, "--registration", help="two-level (paper) or exhaustive."),
     crop_size: Optional[int] = typer.Option(None, "--crop-size", help="Crop side in pixels (default 224)."),

@@ -49,7 +49,7 @@ def print_table3(results_path: str) -> None:
 
 @app.command()
 def evaluate(
-    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace with dataset/ (and best/)."),
+    work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI) with dataset/ (and best/)."),
     configs: List[str] = typer.Option([], "--configs", help="best/<experiment>.yaml from `vdes-tune export` (a "
                                       "path, one under --work, or an experiment name); repeat it to combine "
                                       "searches (a later file wins)."),
@@ -88,17 +88,21 @@ def evaluate(
         raise typer.Exit(1)
 
 
-def find_best_file(spec: str, work: Path) -> Path:
+def find_best_file(spec: str, work: str | Path) -> Path:
     """A best-configuration file: as given, under the workspace, or best/<experiment>.yaml by name."""
-    for candidate in (Path(spec), work / spec, work / "best" / f"{spec}.yaml"):
+    from vdes_tune.workspace import Workspace
+
+    workspace = Workspace.at(work)
+    root = workspace.pull(workspace.root / "best").parent  # a URI workspace's best/ comes to the local mirror
+    for candidate in (Path(spec), root / spec, root / "best" / f"{spec}.yaml"):
         if candidate.is_file():
             return candidate.resolve()
-    raise BadInputError(f"--configs {spec}: no such file, nor {work / spec}, nor {work / 'best' / (spec + '.yaml')} "
+    raise BadInputError(f"--configs {spec}: no such file, nor {work}/{spec}, nor {work}/best/{spec}.yaml "
                         f"(see `vdes-tune export`)")
 
 
 def build_config(config: Optional[Path], configs: List[str], repeats: Optional[int], archs: str,
-                 seed: Optional[int], set_: List[str], work: Path):
+                 seed: Optional[int], set_: List[str], work: str | Path):
     """The EvaluateConfig from an optional YAML, then the flags, then --set edits."""
     from vdes_tune.config import EvaluateConfig, from_dict, read_yaml_mapping
 
@@ -123,7 +127,7 @@ def build_config(config: Optional[Path], configs: List[str], repeats: Optional[i
 
 @app.command("report")
 def report_cmd(
-    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace with eval/<run>/."),
+    work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI) with eval/<run>/."),
     run: str = typer.Option("main", "--run", help="The evaluation to report."),
     as_json: bool = typer.Option(False, "--json", help="Print paths and Table 3 as JSON."),
 ) -> None:

@@ -29,7 +29,7 @@ def _config(model: str, config: Optional[Path], overrides: dict) -> GeneratorCon
 @generators_app.command("train")
 def train_generator(
     model: str = typer.Argument(..., help="unet (U-Net/PT, paired L1) or cyclegan."),
-    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace with dataset/shards."),
+    work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI) with dataset/shards."),
     name: Optional[str] = typer.Option(None, "--name", help="Output name under generators/ (default: the model)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML of GeneratorConfig fields."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Default: 30 (unet), 300 (cyclegan)."),
@@ -73,7 +73,7 @@ def train_generator(
 @generators_app.command("synthesize")
 def synthesize(
     name: str = typer.Argument(..., help="A trained generator under generators/ (e.g. unet, cyclegan)."),
-    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace root."),
+    work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Crops per actor call."),
     actors: Optional[int] = typer.Option(None, "--actors", min=1, help="Actor pool size (default: one per GPU, "
                                          "else one per CPU)."),

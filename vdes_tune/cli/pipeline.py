@@ -14,7 +14,7 @@ from vdes_tune.cli import app
 DEMO_PATIENTS = 30
 
 
-def _run(pipeline: str, data: Path, work: Path, address: Optional[str], as_json: bool) -> dict:
+def _run(pipeline: str, data: str | Path, work: str | Path, address: Optional[str], as_json: bool) -> dict:
     from vdes_tune.pipeline import load_pipeline, run_pipeline
 
     pipe = load_pipeline(pipeline)
@@ -25,7 +25,7 @@ def _run(pipeline: str, data: Path, work: Path, address: Optional[str], as_json:
     return {"pipeline": pipe, "summaries": summaries}
 
 
-def _finish(result: dict, work: Path) -> None:
+def _finish(result: dict) -> None:
     """Table 3 and the report's path, when the pipeline ended with an evaluation and a report."""
     from vdes_tune.cli.evaluate import print_table3
 
@@ -42,20 +42,20 @@ def _finish(result: dict, work: Path) -> None:
 @app.command("run")
 def run_cmd(
     pipeline: str = typer.Argument(..., help="A pipeline YAML file, or a shipped one: smoke, paper."),
-    data: Path = typer.Option(..., "--data", help="The raw dataset in the CDD-CESM layout."),
-    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace every stage writes to."),
+    data: str = typer.Option(..., "--data", help="Raw dataset in the CDD-CESM layout (folder or URI)."),
+    work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI) every stage writes to."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto, host:port or ray://..."),
     as_json: bool = typer.Option(False, "--json", help="Print every stage's summary as JSON."),
 ) -> None:
     """Run a pipeline's stages in order, skipping those already done (so re-running resumes)."""
     result = _run(pipeline, data, work, address, as_json)
     if not as_json:
-        _finish(result, work)
+        _finish(result)
 
 
 @app.command()
 def demo(
-    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace (the dataset goes to <work>/raw)."),
+    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace folder (the dataset goes to <work>/raw)."),
     patients: int = typer.Option(DEMO_PATIENTS, "--patients", min=4, help="Patients in the synthetic dataset."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic dataset."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto, host:port or ray://..."),
@@ -70,5 +70,5 @@ def demo(
         typer.echo(f"[demo] synthesising {patients} patients into {raw}", err=True)
         write_dataset(SynthConfig(patients=patients, size="small", seed=seed, quirks=True), raw)
     result = _run("smoke", raw, work, address, as_json=False)
-    _finish(result, work)
+    _finish(result)
     typer.echo(f"demo finished in {time.perf_counter() - start:.0f} s")

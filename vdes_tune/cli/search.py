@@ -65,7 +65,7 @@ def _show(value: object) -> str:
 @app.command()
 def search(
     space: str = typer.Argument(..., help=SPACE_HELP),
-    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace with dataset/shards."),
+    work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI) with dataset/shards."),
     name: Optional[str] = typer.Option(None, "--name", help="Experiment name (default: the space's name)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Experiment storage: a folder or a URI "
                                           "(default <work>/search)."),
@@ -104,7 +104,7 @@ def search(
 @app.command("export")
 def export_cmd(
     experiment: str = typer.Argument(..., help="Experiment name (the search's --name or its space's name)."),
-    work: Path = typer.Option(Path("vdes-work"), "--work", help="Workspace the search ran in."),
+    work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI) the search ran in."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Experiment storage, if not <work>/search."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

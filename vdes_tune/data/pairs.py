@@ -16,6 +16,7 @@ from vdes_tune.data import qa
 from vdes_tune.data.crops import Box, breast_mask, lesion_crops, random_tissue_crops, stable_seed
 from vdes_tune.data.denoise import denoise_crop
 from vdes_tune.data.registration import Registration, apply_shift, overlap, register
+from vdes_tune.remote import filesystem, is_uri
 
 
 class UnreadableImage(ValueError):
@@ -29,7 +30,12 @@ class UnreadableImage(ValueError):
 def read_gray(path: str | Path) -> np.ndarray:
     """Decode a JPEG (gray or colour) to a 2-D uint8 array; UnreadableImage names the file."""
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        if is_uri(path):  # a raw dataset in shared storage: workers read it there, not from the driver's disk
+            fs, inner = filesystem(path)
+            with fs.open_input_stream(inner) as f:
+                data = np.frombuffer(f.read(), dtype=np.uint8)
+        else:
+            data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
         raise UnreadableImage(path, f"cannot read file: {exc}") from exc
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -15,6 +14,7 @@ from ray.data.expressions import col
 
 from vdes_tune.config import SPLITS, IngestConfig, from_dict, to_dict
 from vdes_tune.data.pairs import PairResult, process_pair
+from vdes_tune.remote import join, list_files
 
 IMAGE_COLUMNS = ("le", "led", "des")
 SHARD_COLUMNS = ("crop_id", "pair_id", "patient_id", "label", "source", "height", "width", *IMAGE_COLUMNS)
@@ -96,8 +96,9 @@ def _with_split(batch: pd.DataFrame, split_of: dict[str, str]) -> pd.DataFrame:
     return batch.assign(split=batch["crop_id"].map(split_of)).sort_values("crop_id")
 
 
-def write_shards(ds: ray.data.Dataset, split_of: dict[str, str], out: Path, rows_per_shard: int) -> dict[str, int]:
-    """Write crop rows as `out/split=<name>/part-*.parquet`; returns the number of files per split."""
+def write_shards(ds: ray.data.Dataset, split_of: dict[str, str], out: str, rows_per_shard: int) -> dict[str, int]:
+    """Write crop rows as `out/split=<name>/part-*.parquet` (a path or URI every node reaches); returns the
+    number of files per split."""
     crops = (ds.filter(expr=col("kind") == "crop").select_columns(list(SHARD_COLUMNS))
              .map_batches(_with_split, batch_format="pandas", fn_kwargs={"split_of": split_of})
              .materialize())
@@ -106,20 +107,21 @@ def write_shards(ds: ray.data.Dataset, split_of: dict[str, str], out: Path, rows
         rows = sum(1 for s in split_of.values() if s == split)
         if not rows:
             continue
-        target = out / f"split={split}"
+        target = join(out, f"split={split}")
         # Under ordered_execution rows land in catalog order, sorted within each block.
         (crops.filter(expr=col("split") == split).drop_columns(["split"])
          .repartition(max(1, math.ceil(rows / rows_per_shard)))
-         .write_parquet(str(target), filename_provider=_PartNames(), compression="zstd", mode="overwrite"))
-        files[split] = len(list(target.glob("*.parquet")))
+         .write_parquet(target, filename_provider=_PartNames(), compression="zstd", mode="overwrite"))
+        files[split] = sum(name.endswith(".parquet") for name in list_files(target))
     return files
 
 
 
-def synthesize(shards: Path, out: Path, synthesizer: type, constructor_kwargs: dict[str, Any], batch_size: int,
+def synthesize(shards: str, out: str, synthesizer: type, constructor_kwargs: dict[str, Any], batch_size: int,
                actors: int, num_gpus: float, rows_per_shard: int) -> dict[str, int]:
-    """Run every split's LE crops through one pool of `synthesizer` actors; write `out/split=<name>/part-*`."""
-    ds = ray.data.read_parquet(str(shards), columns=["crop_id", "height", "width", "le", "split"])  # split: hive
+    """Run every split's LE crops through one pool of `synthesizer` actors; write `out/split=<name>/part-*`
+    (`shards` and `out` are paths or URIs every node reaches)."""
+    ds = ray.data.read_parquet(shards, columns=["crop_id", "height", "width", "le", "split"])  # split: hive
     per_actor = {"num_gpus": num_gpus} if num_gpus else {"num_cpus": 1}
     made = ds.map_batches(synthesizer, batch_format="pandas", batch_size=batch_size,
                           fn_constructor_kwargs=constructor_kwargs,
@@ -130,6 +132,6 @@ def synthesize(shards: Path, out: Path, synthesizer: type, constructor_kwargs: d
         rows[split] = part.count()
         if rows[split]:
             (part.repartition(max(1, math.ceil(rows[split] / rows_per_shard)))
-             .write_parquet(str(out / f"split={split}"), filename_provider=_PartNames(), compression="zstd",
+             .write_parquet(join(out, f"split={split}"), filename_provider=_PartNames(), compression="zstd",
                             mode="overwrite"))
     return {k: v for k, v in rows.items() if v}

@@ -118,21 +118,28 @@ class JobRunner:
     """Runs jobs in one process: keeps the last split frames, so the repeats of an architecture read
     the shards once; writes each job's record atomically and returns it."""
 
-    def __init__(self, work: str, out: str, device: str = "auto", save_weights: str = "first",
+    def __init__(self, work: str, run: str, device: str = "auto", save_weights: str = "first",
                  node_id: str = "") -> None:
-        self.work, self.out, self.save_weights, self.node_id = work, Path(out), save_weights, node_id
+        from vdes_tune.workspace import Workspace
+
+        # `work` as any node reaches it: records go to this node's view of eval/<run> and are pushed from there.
+        self.workspace = Workspace.at(work)
+        self.out, self.save_weights, self.node_id = self.workspace.evaluation(run), save_weights, node_id
         self.device_name = device
         self._frames: tuple[str, Any] | None = None
 
     def _frames_for(self, cfg: TrainConfig) -> Any:
         from vdes_tune.training.classify import load_frames
-        from vdes_tune.workspace import Workspace
 
         arch = get_architecture(cfg.arch)
         key = cfg.vdes if arch.generator and not arch.end_to_end else ""  # the only thing that changes the frames
         if self._frames is None or self._frames[0] != key:
-            self._frames = (key, load_frames(cfg, Workspace.at(self.work)))
+            self._frames = (key, load_frames(cfg, self.workspace))
         return self._frames[1]
+
+    def _write(self, path: Path, data: Any) -> None:
+        write_json(path, data)
+        self.workspace.push(path)
 
     def run(self, job: Job) -> dict[str, Any]:
         """Train one job, or return its record when a previous attempt already finished it."""
@@ -142,21 +149,20 @@ class JobRunner:
         import torch
 
         from vdes_tune.training.classify import pick_device, prepare_classification
-        from vdes_tune.workspace import Workspace
 
-        done = self.out / "jobs" / f"{job.id}.json"
+        done = self.workspace.pull(self.out / "jobs" / f"{job.id}.json")
         if done.is_file():  # finished before its reply was lost (actor died, driver killed): same answer
             return json.loads(done.read_text())
-        running = self.out / "running" / f"{job.id}.json"
+        running = self.workspace.pull(self.out / "running" / f"{job.id}.json")
         running.parent.mkdir(parents=True, exist_ok=True)
         done.parent.mkdir(parents=True, exist_ok=True)
         attempt = 1 + (json.loads(running.read_text())["attempt"] if running.is_file() else 0)
-        write_json(running, {"job_id": job.id, "pid": os.getpid(), "attempt": attempt, "started": time.time()})
+        self._write(running, {"job_id": job.id, "pid": os.getpid(), "attempt": attempt, "started": time.time()})
         start = time.perf_counter()
         cfg = job.config
         device = pick_device(cfg.device if self.device_name == "auto" else self.device_name)
         frames = self._frames_for(cfg)
-        run = prepare_classification(cfg, Workspace.at(self.work), frames, device)
+        run = prepare_classification(cfg, self.workspace, frames, device)
         fitter = run.fitter()
         while not fitter.done:
             fitter.step()
@@ -176,9 +182,10 @@ class JobRunner:
             tmp = self.out / "weights" / f".{job.id}.pt.tmp"
             torch.save(result.best_state, tmp)
             os.replace(tmp, self.out / "weights" / f"{job.id}.pt")
+            self.workspace.push(self.out / "weights" / f"{job.id}.pt")
         record["seconds"] = round(time.perf_counter() - start, 3)
-        write_json(done, record)
-        running.unlink(missing_ok=True)
+        self._write(done, record)
+        self.workspace.discard(running)
         return record
 
 

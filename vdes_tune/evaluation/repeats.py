@@ -95,7 +95,8 @@ def evaluate(cfg: EvaluateConfig, work: str | Path, opts: EvalOptions = EvalOpti
     from vdes_tune.runtime import ray_session
 
     workspace = Workspace.at(work)
-    out = workspace.evaluation(opts.run)
+    out = workspace.pull(workspace.evaluation(opts.run))  # a URI workspace: earlier jobs come to the mirror
+    workspace.pull(workspace.dataset.manifest)
     dataset = dataset_fingerprint(workspace.dataset)
     with ray_session(opts.address, quiet=True):
         vdes = _prepare_generators(cfg, workspace, opts, log)
@@ -103,6 +104,7 @@ def evaluate(cfg: EvaluateConfig, work: str | Path, opts: EvalOptions = EvalOpti
         check_archs(plans)
         jobs = make_jobs(plans, cfg.repeats, cfg.seed)
         _write_plan(out, cfg, plans, vdes, jobs, dataset, opts.force)
+        workspace.push(out)  # the plan, and what a --force or a fresh start removed
         finished = {p.stem for p in (out / "jobs").glob("*.json")}
         todo = [j for j in jobs if j.id not in finished]
         failures: dict[str, str] = {}
@@ -118,6 +120,7 @@ def evaluate(cfg: EvaluateConfig, work: str | Path, opts: EvalOptions = EvalOpti
                                 on_result=lambda r: progress.update(f"{r['job_id']} test F1 {r['test']['f1']:.3f}"))
         else:
             log(f"[evaluate] all {len(jobs)} jobs already finished in {out}")
+    workspace.pull(out)  # the records and weights every node's actors pushed
     results = collect(out, jobs)
     write_json(out / "failures.json", failures)
     manifest = {
@@ -128,8 +131,9 @@ def evaluate(cfg: EvaluateConfig, work: str | Path, opts: EvalOptions = EvalOpti
         "last_pool": pool or (read_manifest(out) or {}).get("last_pool", {}),
     }
     write_json(out / "manifest.json", manifest)
-    return {"run": opts.run, "output": str(out), "jobs": len(jobs), "ran": len(todo) - len(failures),
-            "skipped": not todo, "failed": failures, "results": str(out / RESULTS), "rows": len(results),
+    workspace.push(out)
+    return {"run": opts.run, "output": workspace.location(out), "jobs": len(jobs),
+            "ran": len(todo) - len(failures), "skipped": not todo, "failed": failures, "results": str(out / RESULTS), "rows": len(results),
             "seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -203,7 +207,7 @@ def _prepare_generators(cfg: EvaluateConfig, workspace: Workspace, opts: EvalOpt
         if a not in cfg.archs:
             continue
         if a in cfg.vdes:
-            made = read_manifest(workspace.vdes(cfg.vdes[a]))
+            made = read_manifest(workspace.pull(workspace.vdes(cfg.vdes[a])))
             if not made or not made.get("complete"):
                 raise BadInputError(f"evaluate config field 'vdes.{a}': {workspace.vdes(cfg.vdes[a])} is not a "
                                     f"finished virtual DES set (see `vdes-tune generators synthesize`)")
@@ -224,7 +228,7 @@ def _prepare_generators(cfg: EvaluateConfig, workspace: Workspace, opts: EvalOpt
             f"{', '.join(f'#{a}' for a in to_train)}")
         task = ray.remote(_train_generator).options(num_cpus=opts.cpus_per_actor, num_gpus=1 if gpus else 0,
                                                     max_retries=1)
-        refs = [task.remote(to_dict(g), str(workspace.root), names[a], opts.cpus_per_actor)
+        refs = [task.remote(to_dict(g), workspace.spec, names[a], opts.cpus_per_actor)
                 for a, g in to_train.items()]
         ray.get(refs)
     for a in names:
@@ -272,7 +276,7 @@ def _pool_size(plans: dict[int, ArchPlan], workspace: Workspace, opts: EvalOptio
 class EvalActor:
     """A Ray actor running jobs one after another in one process."""
 
-    def __init__(self, work: str, out: str, threads: int, gpu_fraction: float, budget_gb: float,
+    def __init__(self, work: str, run: str, threads: int, gpu_fraction: float, budget_gb: float,
                  save_weights: str) -> None:
         import torch
 
@@ -284,7 +288,7 @@ class EvalActor:
         import ray
 
         # Which Ray node ran each job goes into its record (hostnames repeat on one-machine clusters).
-        self.runner = JobRunner(work, out, "auto", save_weights, ray.get_runtime_context().get_node_id())
+        self.runner = JobRunner(work, run, "auto", save_weights, ray.get_runtime_context().get_node_id())
 
     def ready(self) -> bool:
         """Answers once the actor is placed and initialised."""
@@ -308,7 +312,7 @@ def run_pool(jobs: list[Job], workspace: Workspace, out: Path, cfg: EvaluateConf
     from ray.exceptions import RayActorError, RayTaskError
 
     remote = ray.remote(EvalActor).options(num_cpus=per_actor["CPU"], num_gpus=per_actor["GPU"], max_restarts=0)
-    args = (str(workspace.root), str(out), max(1, int(per_actor["CPU"])), per_actor["GPU"], budget_gb,
+    args = (workspace.spec, out.name, max(1, int(per_actor["CPU"])), per_actor["GPU"], budget_gb,
             cfg.save_weights)
     starting: dict[Any, Any] = {}  # ready() ref -> actor still being placed or initialised
 

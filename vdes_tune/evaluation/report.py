@@ -103,7 +103,12 @@ def table3_display(t3: pd.DataFrame) -> pd.DataFrame:
 def build(work: str | Path, run: str = "main") -> dict[str, Any]:
     """Write report/<run>/ from eval/<run>/; returns the paths and the tables."""
     workspace = Workspace.at(work)
-    eval_dir = workspace.evaluation(run)
+    eval_dir = workspace.pull(workspace.evaluation(run))
+    workspace.pull(workspace.dataset.root)
+    for name in json.loads((eval_dir / "plan.json").read_text()).get("vdes", {}).values() \
+            if (eval_dir / "plan.json").is_file() else ():
+        made = read_manifest(workspace.pull(workspace.vdes(name))) or {}
+        workspace.pull(workspace.generator(str(made.get("name", name))))
     results_path = eval_dir / "results.parquet"
     if not results_path.is_file() or not (eval_dir / "plan.json").is_file():
         raise BadInputError(f"{eval_dir}: no evaluation results (run `vdes-tune evaluate --run {run}` first)")
@@ -143,8 +148,10 @@ def build(work: str | Path, run: str = "main") -> dict[str, Any]:
                        "plan": plan.get("config")},
             "rows": len(results), "complete": True,
         })
-    return {"output": str(final), "report_md": str(final / "report.md"), "report_html": str(final / "report.html"),
-            "tables": tables, "rows": len(results)}
+    workspace.push(final)
+    # The report files as this machine can open them (the mirror, for a URI workspace).
+    return {"output": workspace.location(final), "report_md": str(final / "report.md"),
+            "report_html": str(final / "report.html"), "tables": tables, "rows": len(results)}
 
 
 def _sections(tables: dict[str, pd.DataFrame]) -> list[tuple[str, str, pd.DataFrame]]:

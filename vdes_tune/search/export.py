@@ -112,10 +112,10 @@ def best_per_architecture(exp: Experiment, board: pd.DataFrame) -> dict[int, dic
     return out
 
 
-def export(experiment: str, work: Path, storage: str = "") -> dict[str, Any]:
+def export(experiment: str, work: str | Path, storage: str = "") -> dict[str, Any]:
     """Write `best/<experiment>.yaml` and `best/<experiment>-leaderboard.csv`; returns what was written."""
     workspace = Workspace.at(work)
-    storage = storage or str(workspace.root / "search")
+    storage = storage or workspace.location(workspace.root / "search")
     if not is_uri(storage):
         storage = str(Path(storage).expanduser().resolve())
     path = experiment_path(storage, experiment)
@@ -143,7 +143,10 @@ def export(experiment: str, work: Path, storage: str = "") -> dict[str, Any]:
     out_csv = workspace.root / "best" / f"{exp.sidecar['experiment']}-leaderboard.csv"
     write_text(str(out_csv), board.to_csv(index=False))
     write_text(str(out_yaml), yaml.safe_dump(doc, sort_keys=False))
-    return {"best": str(out_yaml), "leaderboard": str(out_csv), "architectures": sorted(best), **counts}
+    workspace.push(out_csv)
+    workspace.push(out_yaml)
+    return {"best": workspace.location(out_yaml), "leaderboard": workspace.location(out_csv),
+            "architectures": sorted(best), **counts}
 
 
 @dataclass(frozen=True)

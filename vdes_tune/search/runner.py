@@ -129,6 +129,12 @@ def _callbacks(space: SearchSpace, opts: SearchOptions, name: str) -> list[Any]:
     return callbacks
 
 
+def _storage(workspace: Workspace, opts: SearchOptions) -> str:
+    """Tune's storage: --storage, else <workspace>/search (a URI when the workspace is one)."""
+    storage = opts.storage or workspace.location(workspace.root / "search")
+    return storage if is_uri(storage) else str(Path(storage).expanduser().resolve())
+
+
 def _check_sidecar(path: str, sidecar: dict[str, Any]) -> bool:
     """True when an experiment already exists at `path` for the same space; error when it differs."""
     found = read_text(f"{path}/{SIDECAR}")
@@ -142,21 +148,20 @@ def _check_sidecar(path: str, sidecar: dict[str, Any]) -> bool:
     return True
 
 
-def run_search(space: SearchSpace, work: Path, opts: SearchOptions) -> dict[str, Any]:
+def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dict[str, Any]:
     """Run (or resume) the search of `space` on the workspace's shards; returns the summary."""
     from vdes_tune.runtime import ray_session
     from vdes_tune.search.export import leaderboard, load_experiment
 
     workspace = Workspace.at(work)
+    workspace.pull(workspace.dataset.manifest)
     dataset = dataset_fingerprint(workspace.dataset)  # refuses a workspace without a finished ingest
     name = opts.name or space.name
-    storage = opts.storage or str(workspace.root / "search")
-    if not is_uri(storage):
-        storage = str(Path(storage).expanduser().resolve())
+    storage = _storage(workspace, opts)
     path = experiment_path(storage, name)
     calibration: Calibration = load_calibration(Path(opts.calibration) if opts.calibration else None)
     sidecar = {"experiment": name, "space": space.source, "space_path": space.path, "space_hash": space.content_hash(),
-               "dataset": dataset, "workspace": str(workspace.root), "options": to_dict(opts),
+               "dataset": dataset, "workspace": workspace.spec, "options": to_dict(opts),
                "calibration": {"activation_factor": calibration.activation_factor,
                                "overhead_gb": calibration.overhead_gb, "source": calibration.source}}
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # a killed driver loses at most ~2 s of state
@@ -170,7 +175,7 @@ def run_search(space: SearchSpace, work: Path, opts: SearchOptions) -> dict[str,
         import ray
 
         use_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        ctx = TrialContext(space, str(workspace.root), input_size(workspace), opts.gpu_memory_gb, use_gpu,
+        ctx = TrialContext(space, workspace.spec, input_size(workspace), opts.gpu_memory_gb, use_gpu,
                            opts.cpus_per_trial, calibration)
         trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources_for(ctx))
         resumed = _check_sidecar(path, sidecar) and tune.Tuner.can_restore(path)
@@ -220,16 +225,14 @@ def print_leaderboard(board: Any, metric: str, top: int = 10, out: Any = sys.std
     print(shown.to_string(index=False), file=out, flush=True)
 
 
-def search_finished(space: SearchSpace, work: Path, opts: SearchOptions) -> bool:
+def search_finished(space: SearchSpace, work: str | Path, opts: SearchOptions) -> bool:
     """True when the experiment of `space` exists for the same space and dataset with every trial finished
     (what lets a pipeline skip the search instead of restoring it)."""
     from vdes_tune.search.export import load_experiment
 
     workspace = Workspace.at(work)
-    storage = opts.storage or str(workspace.root / "search")
-    if not is_uri(storage):
-        storage = str(Path(storage).expanduser().resolve())
-    path = experiment_path(storage, opts.name or space.name)
+    workspace.pull(workspace.dataset.manifest)
+    path = experiment_path(_storage(workspace, opts), opts.name or space.name)
     found = read_text(f"{path}/{SIDECAR}")
     if found is None:
         return False

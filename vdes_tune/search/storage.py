@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from vdes_tune.remote import filesystem as _filesystem
+from vdes_tune.remote import is_uri
+
+__all__ = ["SIDECAR", "experiment_path", "is_uri", "read_text", "write_text"]
 
 SIDECAR = "vdes_search.json"  # what made the experiment: space, options, dataset; checked on resume
-
-
-def is_uri(path: str) -> bool:
-    """`s3://...`, `gs://...`, `file://...` and friends (not a local path)."""
-    return "://" in path
 
 
 def experiment_path(storage: str, name: str) -> str:
     """Where Tune keeps the experiment: `<storage>/<name>`."""
     return f"{storage.rstrip('/')}/{name}"
-
-
-def _filesystem(path: str) -> tuple[Any, str]:
-    import pyarrow.fs as pafs
-
-    if is_uri(path):
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), str(Path(path).resolve())
 
 
 def read_text(path: str) -> str | None:

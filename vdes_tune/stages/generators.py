@@ -24,6 +24,8 @@ def _digest(data: dict[str, Any]) -> str:
 
 def is_trained(cfg: GeneratorConfig, workspace: Workspace, name: str) -> bool:
     """True when generators/<name> holds a finished training of `cfg` on the current dataset."""
+    workspace.pull(workspace.dataset.manifest)
+    workspace.pull(workspace.generator(name))
     return manifest_matches(workspace.generator(name), config_hash(cfg),
                             _digest(dataset_fingerprint(workspace.dataset)))
 
@@ -35,10 +37,12 @@ def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, f
 
     name = name or cfg.model
     final = workspace.generator(name)
+    if not force and is_trained(cfg, workspace, name):
+        return {**json.loads((final / "metrics.json").read_text()), "skipped": True,
+                "output": workspace.location(final)}
     inputs = dataset_fingerprint(workspace.dataset)
     chash, ihash = config_hash(cfg), _digest(inputs)
-    if not force and is_trained(cfg, workspace, name):
-        return {**json.loads((final / "metrics.json").read_text()), "skipped": True, "output": str(final)}
+    workspace.pull(workspace.dataset.shards)
     start = time.perf_counter()
     with atomic_dir(final) as tmp:
         summary = run_generator_training(cfg, workspace.dataset.shards, tmp, on_epoch)
@@ -48,7 +52,8 @@ def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, f
             "seeds": {"train": cfg.seed}, "rows": summary["crops"], "best_epoch": summary["best_epoch"],
             "seconds": round(time.perf_counter() - start, 2), "created_unix": time.time(), "complete": True,
         })
-    return {**summary, "skipped": False, "output": str(final)}
+    workspace.push(final)
+    return {**summary, "skipped": False, "output": workspace.location(final)}
 
 
 @dataclass
@@ -72,6 +77,9 @@ def synthesize(name: str, workspace: Workspace, force: bool = False, address: st
     from vdes_tune.training.generators import WEIGHTS, Synthesizer
 
     gen_dir, final = workspace.generator(name), workspace.vdes(name)
+    workspace.pull(workspace.dataset.manifest)
+    workspace.pull(gen_dir)
+    workspace.pull(final)
     made = read_manifest(gen_dir)
     if not made or not made.get("complete"):
         raise BadInputError(f"{gen_dir}: no finished generator '{name}' (run `vdes-tune generators train` first)")
@@ -82,7 +90,7 @@ def synthesize(name: str, workspace: Workspace, force: bool = False, address: st
               "generator_weights": hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}
     chash, ihash = config_hash(cfg), _digest(inputs)
     if not force and manifest_matches(final, chash, ihash):
-        return SynthesizeSummary(str(final), True, read_manifest(final)["rows"])
+        return SynthesizeSummary(workspace.location(final), True, read_manifest(final)["rows"])
     if batch_size < 1:
         raise BadInputError(f"--batch-size must be >= 1 (got {batch_size})")
     start = time.perf_counter()
@@ -96,14 +104,16 @@ def synthesize(name: str, workspace: Workspace, force: bool = False, address: st
         pool = actors or max(1, gpus or cpus - 1)
         if not gpus and pool >= cpus > 1:
             raise BadInputError(f"--actors {pool}: leave at least one of the cluster's {cpus} CPUs for Ray Data")
-        kwargs = {"weights": str(weights), "cfg": to_dict(cfg), "device": "cuda" if gpus else "cpu"}
+        kwargs = {"weights": workspace.location(weights), "cfg": to_dict(cfg), "device": "cuda" if gpus else "cpu"}
         with atomic_dir(final) as tmp:
-            rows = shards.synthesize(workspace.dataset.shards, tmp, Synthesizer, kwargs, batch_size, pool,
-                                     1 if gpus else 0, ROWS_PER_SHARD)
+            with workspace.staged(tmp) as target:
+                rows = shards.synthesize(workspace.location(workspace.dataset.shards), target, Synthesizer, kwargs,
+                                         batch_size, pool, 1 if gpus else 0, ROWS_PER_SHARD)
             write_json(tmp / "manifest.json", {
                 "schema_version": SCHEMA_VERSION, "stage": "generators.synthesize", "vdes_tune_version": __version__,
                 "name": name, "config": to_dict(cfg), "config_hash": chash, "inputs": inputs, "inputs_hash": ihash,
                 "rows": rows, "actors": pool, "device": kwargs["device"], "created_unix": time.time(),
                 "complete": True,
             })
-    return SynthesizeSummary(str(final), False, rows, round(time.perf_counter() - start, 2))
+        workspace.push(final)
+    return SynthesizeSummary(workspace.location(final), False, rows, round(time.perf_counter() - start, 2))

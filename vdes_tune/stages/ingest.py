@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vdes_tune import __version__
+from vdes_tune import __version__, remote
 from vdes_tune.config import IngestConfig, config_hash, to_dict, to_yaml
 from vdes_tune.data import qa, shards
 from vdes_tune.data.cdd_cesm import RawLayout, Rejection, build_catalog, find_layout
@@ -63,18 +63,35 @@ def _reason_key(reason: str) -> str:
     return reason.split(":")[0].split(" (")[0][:80]
 
 
-def run(cfg: IngestConfig, workspace: Workspace, data: Path, force: bool = False,
+def _local_data(data: str | Path) -> tuple[Path, str | None]:
+    """(local folder to catalog, URI workers read images from): a URI dataset is mirrored for the catalog."""
+    if not remote.is_uri(data):
+        return Path(data), None
+    uri = str(data).rstrip("/")
+    local = remote.mirror_root(uri)
+    try:
+        remote.pull(uri, local)
+    except OSError as exc:
+        raise BadInputError(f"{uri}: cannot read the raw dataset there: {exc}") from exc
+    if not local.is_dir():
+        raise BadInputError(f"{uri}: no raw dataset there (nothing under that prefix)")
+    return local, uri
+
+
+def run(cfg: IngestConfig, workspace: Workspace, data: str | Path, force: bool = False,
         address: str | None = None, num_cpus: int | None = None) -> IngestSummary:
-    """Ingest the raw dataset at `data` into `workspace`/dataset; a no-op when nothing changed."""
+    """Ingest the raw dataset at `data` (a path or URI) into `workspace`/dataset; a no-op when nothing changed."""
     start = time.perf_counter()
     paths = workspace.dataset
-    layout = find_layout(data)  # a missing folder or file fails here, before anything is written
+    local_data, data_uri = _local_data(data)
+    layout = find_layout(local_data)  # a missing folder or file fails here, before anything is written
     inputs = _input_fingerprints(layout)
     chash = config_hash(cfg)
     ihash = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    workspace.pull(paths.root)
     if not force and manifest_matches(paths.root, chash, ihash):
         previous = json.loads(paths.manifest.read_text())
-        return IngestSummary(output=str(paths.root), skipped=True, **previous["summary"])
+        return IngestSummary(output=workspace.location(paths.root), skipped=True, **previous["summary"])
 
     catalog = build_catalog(layout, cfg)
     rejected = list(catalog.rejected)
@@ -84,6 +101,9 @@ def run(cfg: IngestConfig, workspace: Workspace, data: Path, force: bool = False
         raise BadInputError(f"{layout.root}: no usable LE/DES pair ({len(rejected)} inputs rejected; "
                             f"first: {rejected[0].file}: {rejected[0].reason})" if rejected else
                             f"{layout.root}: no images found")
+    if data_uri:  # workers read each image from shared storage, never from this machine's mirror
+        for key in ("le_path", "des_path"):
+            pairs[key] = [remote.join(data_uri, Path(p).relative_to(local_data).as_posix()) for p in pairs[key]]
     rng = np.random.default_rng(cfg.seed)
     overlay_ids = set(rng.choice(pairs["pair_id"].to_numpy(), size=min(cfg.qa_samples, len(pairs)),
                                  replace=False).tolist())
@@ -101,23 +121,25 @@ def run(cfg: IngestConfig, workspace: Workspace, data: Path, force: bool = False
         assignment = assign_patients(crops, cfg.split_fractions, cfg.seed)
         crops["split"] = crops["patient_id"].map(assignment)
         with atomic_dir(paths.root) as tmp:
-            shard_files = shards.write_shards(ds, dict(zip(crops["crop_id"], crops["split"])),
-                                              tmp / "shards", cfg.rows_per_shard)
+            with workspace.staged(tmp / "shards") as target:
+                shard_files = shards.write_shards(ds, dict(zip(crops["crop_id"], crops["split"])),
+                                                  target, cfg.rows_per_shard)
             summary = _write_tables(tmp, cfg, pairs, reg, crops, rejected, meta, assignment,
                                      catalog.pairs_seen)
-            summary.output = str(paths.root)
+            summary.output = workspace.location(paths.root)
             summary.seconds = round(time.perf_counter() - start, 2)
             (tmp / "config.yaml").write_text(to_yaml(cfg))
             write_json(tmp / "manifest.json", {
                 "schema_version": SCHEMA_VERSION, "stage": "ingest", "vdes_tune_version": __version__,
                 "config": to_dict(cfg), "config_hash": chash, "inputs": inputs, "inputs_hash": ihash,
-                "data": str(layout.root), "seeds": {"split": cfg.seed, "crops": cfg.seed},
+                "data": data_uri or str(layout.root), "seeds": {"split": cfg.seed, "crops": cfg.seed},
                 "rows": {"catalog": len(pairs), "registration": len(reg), "crops": len(crops),
                          "rejected": len(rejected)},
                 "shard_files": shard_files,
                 "summary": {k: v for k, v in summary.to_dict().items() if k not in ("output", "skipped")},
                 "created_unix": time.time(), "complete": True,
             })
+        workspace.push(paths.root)
     return summary
 
 

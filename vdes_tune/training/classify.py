@@ -71,9 +71,11 @@ class ClassificationRun:
 def load_frames(cfg: TrainConfig, workspace: Workspace) -> dict[str, pd.DataFrame]:
     """The split frames `cfg` trains on, with the synthesised vdes column where the architecture reads one."""
     arch = get_architecture(cfg.arch)
-    frames = {s: load_split(workspace.dataset.shards, s) for s in ("train", "val", "test")}
+    # On a URI workspace this process reads its node's mirror, brought up to date first.
+    frames = {s: load_split(workspace.pull(workspace.dataset.shards), s) for s in ("train", "val", "test")}
     if arch.generator is not None and not arch.end_to_end and cfg.vdes:
-        frames = {s: attach_vdes(f, workspace.vdes(cfg.vdes), s) for s, f in frames.items()}
+        vdes = workspace.pull(workspace.vdes(cfg.vdes))
+        frames = {s: attach_vdes(f, vdes, s) for s, f in frames.items()}
     return frames
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +19,7 @@ from vdes_tune.training.data import CropDataset, load_split, loaders
 from vdes_tune.training.engine import FitResult, fit, prepare_device, seed_everything, to_device
 from vdes_tune.training.gan import CycleGANTask
 from vdes_tune.training.tasks import TranslationTask, autocast_for
+from vdes_tune.remote import read_bytes
 from vdes_tune.workspace import write_json
 
 WEIGHTS = "generator.pt"  # state dict of the LE -> DES network: what #4/#6 and `synthesize` load
@@ -92,7 +94,9 @@ class Synthesizer:
         torch.set_num_threads(threads)  # one actor per CPU: torch's own threads would oversubscribe it
         self.device = torch.device(device)
         self.model = build_generator(from_dict(GeneratorConfig, cfg))
-        self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        # A path or URI: the actor may run on a node that cannot see the driver's disk.
+        state = torch.load(io.BytesIO(read_bytes(weights)), map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state)
         self.model.eval()
         prepare_device(self.device, self.model)
 
