@@ -26,6 +26,7 @@ bench: $(BIN)/vdes-tune
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/demo.py
+	$(BIN)/python benchmarks/cluster.py
 
 clean:
 	rm -rf $(WORK) .pytest_cache
