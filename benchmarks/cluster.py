@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import yaml
 
 from vdes_tune.config import IngestConfig, SynthConfig
 from vdes_tune.data.synthetic import write_dataset
-from vdes_tune.runtime import ray_session
+from vdes_tune.runtime import free_ports, ray_session
 from vdes_tune.search.export import leaderboard, load_experiment
 from vdes_tune.stages import ingest
 from vdes_tune.workspace import Workspace
@@ -40,18 +39,6 @@ SCRIPT = ROOT / "cluster" / "local.sh"
 LRS = [1.0e-3, 5.0e-4, 2.0e-4, 1.0e-4, 5.0e-5, 2.0e-5, 1.0e-5, 5.0e-6]
 SIZES = (1, 2)
 IDEAL = 2.0
-
-
-def _free_ports(n: int) -> list[int]:
-    """n distinct free ports (all held open while choosing, so none is handed out twice)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _space(path: Path, args: argparse.Namespace) -> Path:
@@ -68,7 +55,7 @@ def _space(path: Path, args: argparse.Namespace) -> Path:
 
 def _env(state: Path) -> dict[str, str]:
     """Environment of the cluster script and of the search command: own state folder and free ports."""
-    gcs, dashboard, agent = _free_ports(3)
+    gcs, dashboard, agent = free_ports(3)
     return {**os.environ, "VDES_CLUSTER_DIR": str(state), "VDES_CLUSTER_PORT": str(gcs),
             "VDES_DASHBOARD_PORT": str(dashboard), "VDES_AGENT_PORT": str(agent), "VDES_HEAD_CPUS": "0", "VDES_WORKER_CPUS": "1",
             "RAY_AUTH_MODE": "disabled", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",

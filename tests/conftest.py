@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from pathlib import Path
 
 import pytest
 
 from vdes_tune.config import SynthConfig
+from vdes_tune.runtime import free_ports
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Point every S3 client of the session (Ray workers included, which inherit the environment) at a
     local test server with throwaway credentials: tests never reach a real bucket."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = free_ports(1)
     os.environ.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                        "AWS_EC2_METADATA_DISABLED": "true"})

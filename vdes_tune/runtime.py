@@ -1,4 +1,5 @@
-"""Connecting to Ray: a private local instance bound to 127.0.0.1, or an existing cluster by address."""
+"""Connecting to Ray: a private local instance bound to 127.0.0.1, or an existing cluster by address; free
+local ports for clusters started on this machine."""
 
 from __future__ import annotations
 
@@ -44,3 +45,17 @@ def _quiet_ray_data() -> None:
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (all held open while choosing, so none is handed out twice)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

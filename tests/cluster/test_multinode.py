@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -17,28 +16,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from vdes_tune.runtime import free_ports
+
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "cluster" / "local.sh"
-
-
-def _free_ports(n: int) -> list[int]:
-    """n distinct free ports (all held open while choosing, so none is handed out twice)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     """Head (1 CPU) + 2 worker nodes (1 CPU each); yields (address, env for drivers and the script)."""
     state = tmp_path_factory.mktemp("cluster")
-    gcs, dashboard, agent = _free_ports(3)
+    gcs, dashboard, agent = free_ports(3)
     ports = {"VDES_CLUSTER_PORT": str(gcs), "VDES_DASHBOARD_PORT": str(dashboard), "VDES_AGENT_PORT": str(agent)}
     # Token authentication on, as the script starts clusters by default; every driver here passes the token.
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}, "VDES_CLUSTER_DIR": str(state),
