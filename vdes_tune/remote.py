@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 MANIFEST = "manifest.json"
 
@@ -126,8 +127,6 @@ def pull(uri: str, local: Path) -> None:
     a published stage: unchanged while its manifest is, else fetched whole, manifest last. Other folders
     are compared file by file (size and modification time).
     """
-    import shutil
-
     fs, base = filesystem(uri)
     remote = _remote_files(fs, base)
     if "" in remote:
