@@ -48,6 +48,17 @@ def read_bytes(location: str | Path) -> bytes:
         return f.read()
 
 
+def write_bytes(location: str | Path, data: bytes) -> None:
+    """Write a small file at a local path or URI via a temporary name, so readers see all of it or none."""
+    fs, inner = filesystem(location)
+    parent, name = inner.rsplit("/", 1)
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    with fs.open_output_stream(tmp) as f:
+        f.write(data)
+    fs.move(tmp, inner)
+
+
 def mirror_root(uri: str) -> Path:
     """This node's local mirror of `uri`: under $VDES_CACHE (default ~/.cache/vdes-tune), one folder per URI."""
     base = Path(os.environ.get("VDES_CACHE") or Path.home() / ".cache" / "vdes-tune").expanduser()

@@ -93,7 +93,8 @@ def find_best_file(spec: str, work: str | Path) -> Path:
     from vdes_tune.workspace import Workspace
 
     workspace = Workspace.at(work)
-    root = workspace.pull(workspace.root / "best").parent  # a URI workspace's best/ comes to the local mirror
+    workspace.pull(workspace.root / "best")  # a URI workspace's best/ comes to the local mirror
+    root = workspace.root
     for candidate in (Path(spec), root / spec, root / "best" / f"{spec}.yaml"):
         if candidate.is_file():
             return candidate.resolve()

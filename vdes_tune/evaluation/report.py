@@ -104,11 +104,6 @@ def build(work: str | Path, run: str = "main") -> dict[str, Any]:
     """Write report/<run>/ from eval/<run>/; returns the paths and the tables."""
     workspace = Workspace.at(work)
     eval_dir = workspace.pull(workspace.evaluation(run))
-    workspace.pull(workspace.dataset.root)
-    for name in json.loads((eval_dir / "plan.json").read_text()).get("vdes", {}).values() \
-            if (eval_dir / "plan.json").is_file() else ():
-        made = read_manifest(workspace.pull(workspace.vdes(name))) or {}
-        workspace.pull(workspace.generator(str(made.get("name", name))))
     results_path = eval_dir / "results.parquet"
     if not results_path.is_file() or not (eval_dir / "plan.json").is_file():
         raise BadInputError(f"{eval_dir}: no evaluation results (run `vdes-tune evaluate --run {run}` first)")
@@ -116,6 +111,10 @@ def build(work: str | Path, run: str = "main") -> dict[str, Any]:
     if results.empty:
         raise BadInputError(f"{results_path}: no finished job yet")
     plan = json.loads((eval_dir / "plan.json").read_text())
+    workspace.pull(workspace.dataset.root)  # what the tables and figures read, for a URI workspace
+    for name in plan.get("vdes", {}).values():
+        made = read_manifest(workspace.pull(workspace.vdes(name))) or {}
+        workspace.pull(workspace.generator(str(made.get("name", name))))
     manifest = read_manifest(eval_dir) or {}
     tables = {"table1": table1(workspace), "table2": table2(plan), "table3": stats.table3(results),
               "paired_tests": stats.paired_tests(results), "image_quality": image_quality(workspace, plan, results)}

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from vdes_tune.remote import filesystem as _filesystem
-from vdes_tune.remote import is_uri
+from vdes_tune.remote import is_uri, read_bytes, write_bytes
 
 __all__ = ["SIDECAR", "experiment_path", "is_uri", "read_text", "write_text"]
 
@@ -17,20 +16,12 @@ def experiment_path(storage: str, name: str) -> str:
 
 def read_text(path: str) -> str | None:
     """A small text file from a local path or URI; None when absent."""
-    fs, inner = _filesystem(path)
     try:
-        with fs.open_input_stream(inner) as f:
-            return f.read().decode()
-    except (FileNotFoundError, OSError):
+        return read_bytes(path).decode()
+    except OSError:  # FileNotFoundError included
         return None
 
 
 def write_text(path: str, text: str) -> None:
-    """Write a small text file to a local path or URI (rename into place locally)."""
-    fs, inner = _filesystem(path)
-    parent = inner.rsplit("/", 1)[0]
-    fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.{inner.rsplit('/', 1)[1]}.tmp"
-    with fs.open_output_stream(tmp) as f:
-        f.write(text.encode())
-    fs.move(tmp, inner)
+    """Write a small text file to a local path or URI, atomically."""
+    write_bytes(path, text.encode())
