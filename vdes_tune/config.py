@@ -108,10 +108,15 @@ class SynthConfig:
     size: Literal["small", "full"] = "small"
     seed: int = 0
     quirks: bool = False
+    # How pathology shows in the pixels (data/signal.py): paper (default), null (labels independent of
+    # every pixel) or des-only (LE shows lesions but not their class).
+    signal: Literal["paper", "null", "des-only"] = "paper"
 
     def __post_init__(self) -> None:
         if self.patients < 1:
             raise BadInputError(f"patients: must be >= 1, got {self.patients}")
+        if self.signal not in get_args(get_type_hints(SynthConfig)["signal"]):
+            raise BadInputError(f"synth config field 'signal': {self.signal!r} is not one of paper, null, des-only")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ def synth(
     size: str = typer.Option("small", "--size", help="Image size: small (tests, demo) or full (about 2355x1315)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes the same bytes."),
     quirks: bool = typer.Option(False, "--quirks", help="Emit the real dataset's naming quirks."),
+    signal: str = typer.Option("paper", "--signal",
+                               help="How pathology shows in the pixels: paper (LE morphology + DES enhancement, "
+                                    "the default), null (labels independent of every pixel), des-only."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Write a synthetic dataset in exactly the CDD-CESM layout, plus synthetic_truth.csv."""
@@ -28,7 +31,7 @@ def synth(
 
     if size not in ("small", "full"):
         raise typer.BadParameter(f"--size must be 'small' or 'full', got {size!r}")
-    cfg = SynthConfig(patients=patients, size=size, seed=seed, quirks=quirks)  # type: ignore[arg-type]
+    cfg = SynthConfig(patients=patients, size=size, seed=seed, quirks=quirks, signal=signal)  # type: ignore[arg-type]
     with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=as_json, transient=True) as bar:
         task = bar.add_task("pairs", total=None)

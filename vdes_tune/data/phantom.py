@@ -13,9 +13,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vdes_tune.data.signal import Lesion
+
 LESION_KINDS = ("mass", "calcification", "non_mass")
 REGION_SHAPES = ("polygon", "ellipse", "circle", "polyline", "point")
-FINE_LE, FINE_DES, FINE_MID = 7.0, 6.0, 2.5
+# Fine texture shared by LE and DES: (1-px grain, 4-px mottle) amplitudes. The grain pins the mutual-
+# information peak to the exact shift; the mottle widens its basin for the 5-px coarse grid. On LE the
+# mottle is kept low: it is the clutter a lesion must stand out from.
+FINE_LE, FINE_DES = (6.0, 11.0), (6.0, 15.0)
 
 
 @dataclass(frozen=True)
@@ -29,33 +34,7 @@ class Tissue:
     des_base: float
     bpe: float
     des_residual: float
-
-
-@dataclass(frozen=True)
-class Lesion:
-    """One lesion of a breast; its shape is the same in both views, its position is not."""
-
-    kind: str
-    malignant: bool
-    radius: float
-    le_contrast: float
-    des_enhancement: float
-    pattern: str
-    elong: float
-    angle: float
-    harmonics: tuple[tuple[int, float, float], ...]
-    spicules: int
-    seed: int
-
-    def boundary(self, theta: np.ndarray) -> np.ndarray:
-        """Boundary radius (px) at polar angle theta around the lesion centre."""
-        t = theta - self.angle
-        # Ellipse radius with semi-axes (radius*elong, radius/elong), rotated by angle.
-        a, b = self.radius * self.elong, self.radius / self.elong
-        r = a * b / np.sqrt((b * np.cos(t)) ** 2 + (a * np.sin(t)) ** 2)
-        for k, amp, phase in self.harmonics:
-            r = r * (1.0 + amp * np.cos(k * theta + phase))
-        return r
+    foci: int  # background-enhancement foci per view: enhance on DES like small lesions, invisible on LE
 
 
 @dataclass(frozen=True)
@@ -100,11 +79,13 @@ def sample_tissue(rng: np.random.Generator, density: str) -> Tissue:
     """Draw a patient's tissue intensities for ACR density A-D."""
     # Thresholds are normal quantiles giving gland fractions of about 15/35/60/80 %.
     thr = {"A": 1.04, "B": 0.39, "C": -0.25, "D": -0.84}[density]
-    amp = {"A": 18.0, "B": 30.0, "C": 45.0, "D": 60.0}[density]
+    # Dense tissue still masks lesions somewhat (as in real LE), but a mass stands out of it.
+    amp = {"A": 12.0, "B": 18.0, "C": 24.0, "D": 30.0}[density]
     residual = float(rng.uniform(0.12, 0.3) * amp * rng.choice([-1.0, 1.0]))
+    bpe = float(rng.uniform(8, 35))
     return Tissue(density=density, gland_threshold=thr, fat=float(rng.uniform(70, 110)),
                   gland_amp=float(amp * rng.uniform(0.85, 1.15)), des_base=float(rng.uniform(90, 110)),
-                  bpe=float(rng.uniform(8, 35)), des_residual=residual)
+                  bpe=bpe, des_residual=residual, foci=int(rng.poisson(bpe / 2.5)))
 
 
 def sample_view(rng: np.random.Generator, side: str, view: str, le_h: int, le_w: int,
@@ -206,7 +187,7 @@ def render_world(rng: np.random.Generator, bv: BreastView, tissue: Tissue, shape
     # Pixel-scale texture at every image size: fine trabecular detail shared by LE and DES; it is what
     # pins the mutual-information peak to the exact integer shift.
     # A 4-px texture on top widens the peak's basin so the 5-px coarse grid of the paper lands in it.
-    fine = smooth_noise(rng, shape, 1.0) + FINE_MID * smooth_noise(rng, shape, 4.0)
+    grain, mottle = smooth_noise(rng, shape, 1.0), smooth_noise(rng, shape, 4.0)
     field = (0.5 * n30 + 0.35 * n8 + 0.15 * n2) / 0.628
     gland = _sigmoid((field - tissue.gland_threshold + 1.5 * (0.5 - rho)) / 0.45).astype(np.float32)
 
@@ -219,25 +200,40 @@ def render_world(rng: np.random.Generator, bv: BreastView, tissue: Tissue, shape
 
     bg_le = 2.0
     le_tissue = tissue.fat + tissue.gland_amp * gland * (1.0 + 0.2 * n2) + 3.0 * n2
-    le = bg_le + thick * (le_tissue - bg_le + FINE_LE * fine) + 18.0 * skin + 45.0 * pect
+    le = bg_le + thick * (le_tissue - bg_le + FINE_LE[0] * grain + FINE_LE[1] * mottle) + 18.0 * skin + 45.0 * pect
 
     # DES = iodine map: enhancement of smooth gland (BPE), residual anatomy, vessels; not a copy of LE.
     bg_des = 20.0
     lowfreq = smooth_noise(rng, shape, 40 * s)
     des_tissue = (tissue.des_base + tissue.bpe * blur(gland, 4 * s) + tissue.des_residual * gland
                   + 6.0 * lowfreq)
-    des = bg_des + thick * (des_tissue - bg_des + FINE_DES * fine) + 14.0 * skin - 15.0 * pect
+    des = bg_des + thick * (des_tissue - bg_des + FINE_DES[0] * grain + FINE_DES[1] * mottle) + 14.0 * skin - 15.0 * pect
     des += float(rng.uniform(20, 45)) * _vessels(rng, bv, shape) * (thick > 0.2)
 
+    _draw_foci(rng, des, gland * (thick > 0.5), tissue.foci, s)
     for lesion, lx, ly in lesions:
         _draw_lesion(le, des, lesion, lx, ly, s)
     return le.astype(np.float32), des.astype(np.float32)
 
 
+def _draw_foci(rng: np.random.Generator, des: np.ndarray, gland: np.ndarray, count: int, s: float) -> None:
+    """Background parenchymal enhancement foci: small enhancing spots in the gland, on the DES only."""
+    ys, xs = np.nonzero(gland > 0.5)
+    if len(ys) == 0:
+        return
+    for i in rng.choice(len(ys), size=count):
+        cy, cx, r = float(ys[i]), float(xs[i]), float(rng.uniform(2.0, 5.0)) * s
+        reach = int(3 * r) + 2
+        y0, x0 = max(0, int(cy) - reach), max(0, int(cx) - reach)
+        py, px = np.ogrid[y0:min(des.shape[0], int(cy) + reach + 1), x0:min(des.shape[1], int(cx) + reach + 1)]
+        d = np.sqrt((px - cx) ** 2 + (py - cy) ** 2) / r
+        des[py, px] += float(rng.uniform(15, 45)) * _sigmoid((1.0 - d) / 0.25)
+
+
 def _draw_lesion(le: np.ndarray, des: np.ndarray, les: Lesion, wx: float, wy: float, s: float) -> None:
     """Add one lesion to the LE and DES canvases in place."""
     rng = np.random.default_rng(les.seed + int(wx * 1000) + int(wy))
-    reach = les.radius * (2.4 if les.spicules else 1.7) + 3
+    reach = les.radius * (2.4 if les.spicules else 1.8) + 3
     y0, y1 = max(0, int(wy - reach)), min(le.shape[0], int(wy + reach) + 1)
     x0, x1 = max(0, int(wx - reach)), min(le.shape[1], int(wx + reach) + 1)
     py, px = np.ogrid[y0:y1, x0:x1]
@@ -247,47 +243,77 @@ def _draw_lesion(le: np.ndarray, des: np.ndarray, les: Lesion, wx: float, wy: fl
     ph, pw = y1 - y0, x1 - x0
     le_p, des_p = le[y0:y1, x0:x1], des[y0:y1, x0:x1]
     e = les.des_enhancement
-
     if les.kind == "mass":
-        body = _sigmoid((1.0 - d) / (0.15 if les.malignant else 0.06))
+        body = _sigmoid((1.0 - d) / les.margin_blur)
         le_p += les.le_contrast * body
-        if les.pattern == "rim":
-            des_p += e * body * (0.45 + 0.55 * np.clip(d, 0, 1) ** 2)
-        elif les.pattern == "heterogeneous":
-            u = cv2.GaussianBlur(rng.standard_normal((ph, pw)).astype(np.float32), (0, 0), max(1.0, les.radius / 4))
-            u = np.clip(0.7 + 0.3 * u / (u.std() + 1e-6), 0.2, 1.0)
-            des_p += e * body * u
-        else:
-            des_p += e * body
+        des_p += e * body * _pattern(rng, les, d, (ph, pw))
         if les.spicules:
-            sp = np.zeros((ph, pw), np.uint8)
-            for ang in rng.uniform(0, 2 * math.pi, les.spicules):
-                r0 = float(les.boundary(np.array([ang]))[0])
-                r1 = r0 + les.radius * float(rng.uniform(0.4, 1.2))
-                p0 = (wx - x0 + r0 * 0.8 * math.cos(ang), wy - y0 + r0 * 0.8 * math.sin(ang))
-                p1 = (wx - x0 + r1 * math.cos(ang), wy - y0 + r1 * math.sin(ang))
-                cv2.line(sp, tuple(int(round(v * 16)) for v in p0), tuple(int(round(v * 16)) for v in p1),
-                         255, max(1, int(round(s))), cv2.LINE_AA, shift=4)
-            spf = cv2.GaussianBlur(sp.astype(np.float32) / 255.0, (0, 0), 0.6 * s)
-            le_p += 0.6 * les.le_contrast * spf
+            spf = _spicules(rng, les, wx - x0, wy - y0, (ph, pw), s)
+            le_p += 0.7 * les.le_contrast * spf
             des_p += 0.15 * e * spf
     elif les.kind == "calcification":
-        dots = np.zeros((ph, pw), np.float32)
-        n = int(rng.integers(6, 20))
-        ang = rng.uniform(0, 2 * math.pi, n)
-        rad = np.sqrt(rng.uniform(0, 1, n)) * 0.85 * les.boundary(ang)
-        for a_, r_ in zip(ang, rad):
-            cx, cy = wx + r_ * math.cos(a_), wy + r_ * math.sin(a_)
-            sd = float(rng.uniform(0.5, 1.1)) * s
-            dots += float(rng.uniform(0.6, 1.0)) * np.exp(-((px - cx) ** 2 + (py - cy) ** 2) / (2 * sd * sd))
+        dots = _calcifications(rng, les, wx, wy, px, py, (ph, pw), s)
         le_p += les.le_contrast * dots
         des_p += 0.1 * les.le_contrast * dots + e * _sigmoid((1.0 - d) / 0.3)
-    else:  # non-mass enhancement: patchy, segmental, nearly invisible on LE
+    else:  # non-mass enhancement: patchy, segmental; on LE a faint asymmetry at most
         u = cv2.GaussianBlur(rng.standard_normal((ph, pw)).astype(np.float32), (0, 0), max(1.0, les.radius / 5))
         u /= u.std() + 1e-6
         mask = _sigmoid((u + 0.3) / 0.4) * _sigmoid((1.0 - d) / 0.2)
-        le_p += les.le_contrast * mask
+        le_p += les.le_contrast * blur(mask.astype(np.float32), 1.5 * s)
         des_p += e * mask
+
+
+def _pattern(rng: np.random.Generator, les: Lesion, d: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Enhancement pattern inside a mass: rim, heterogeneous or homogeneous (1)."""
+    if les.pattern == "rim":
+        return 0.45 + 0.55 * np.clip(d, 0, 1) ** 2
+    if les.pattern == "heterogeneous":
+        u = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), max(1.0, les.radius / 4))
+        return np.clip(0.7 + 0.3 * u / (u.std() + 1e-6), 0.2, 1.0)
+    return np.ones(shape, np.float32)
+
+
+def _spicules(rng: np.random.Generator, les: Lesion, cx: float, cy: float, shape: tuple[int, int],
+              s: float) -> np.ndarray:
+    """Straight radiating lines from a mass's margin, [0, 1]; wider and longer for more suspicious looks."""
+    sp = np.zeros(shape, np.uint8)
+    width = max(1, int(round((1.0 + les.look) * s)))
+    for ang in rng.uniform(0, 2 * math.pi, les.spicules):
+        r0 = float(les.boundary(np.array([ang]))[0])
+        r1 = r0 + les.radius * float(rng.uniform(0.5, 1.3))
+        p0 = (cx + r0 * 0.8 * math.cos(ang), cy + r0 * 0.8 * math.sin(ang))
+        p1 = (cx + r1 * math.cos(ang), cy + r1 * math.sin(ang))
+        cv2.line(sp, tuple(int(round(v * 16)) for v in p0), tuple(int(round(v * 16)) for v in p1),
+                 255, width, cv2.LINE_AA, shift=4)
+    return cv2.GaussianBlur(sp.astype(np.float32) / 255.0, (0, 0), 0.6 * s)
+
+
+def _calcifications(rng: np.random.Generator, les: Lesion, wx: float, wy: float, px: np.ndarray, py: np.ndarray,
+                    shape: tuple[int, int], s: float) -> np.ndarray:
+    """A cluster of calcifications, [0, ~1]: fine linear / branching segments along a tight, elongated
+    cluster for suspicious looks; round, coarser dots scattered over a wider region for benign ones."""
+    dots = np.zeros(shape, np.float32)
+    lines = np.zeros(shape, np.uint8)
+    x0, y0 = int(px[0, 0]), int(py[0, 0])
+    axis = les.angle
+    for _ in range(max(3, les.calc_count)):
+        # Suspicious clusters lie along an axis (linear / segmental distribution).
+        along = float(rng.normal(0, 0.6)) * les.radius
+        across = float(rng.normal(0, 0.6)) * les.radius * les.calc_spread
+        cx = wx + along * math.cos(axis) - across * math.sin(axis)
+        cy = wy + along * math.sin(axis) + across * math.cos(axis)
+        if rng.random() < les.calc_linear:
+            ang = axis + float(rng.normal(0, 0.6))
+            half = float(rng.uniform(1.5, 3.5)) * s
+            p0 = (cx - x0 - half * math.cos(ang), cy - y0 - half * math.sin(ang))
+            p1 = (cx - x0 + half * math.cos(ang), cy - y0 + half * math.sin(ang))
+            cv2.line(lines, tuple(int(round(v * 16)) for v in p0), tuple(int(round(v * 16)) for v in p1),
+                     int(rng.integers(150, 256)), 1, cv2.LINE_AA, shift=4)
+        else:
+            sd = float(rng.uniform(0.6, 1.3)) * s * (1.3 - 0.5 * les.look)
+            dots += float(rng.uniform(0.6, 1.0)) * np.exp(-((px - cx) ** 2 + (py - cy) ** 2) / (2 * sd * sd))
+    dots += cv2.GaussianBlur(lines.astype(np.float32) / 255.0, (0, 0), 0.5 * s)
+    return np.clip(dots, 0.0, 1.2)
 
 
 def finish(rng: np.random.Generator, img: np.ndarray, gain: float) -> np.ndarray:

@@ -24,9 +24,9 @@ import numpy as np
 from openpyxl import Workbook
 
 from vdes_tune.config import SynthConfig
-from vdes_tune.data import phantom
+from vdes_tune.data import phantom, signal
+from vdes_tune.data.signal import Lesion
 from vdes_tune.data.cdd_cesm import ANNOTATION_COLUMNS, DES_DIR, LE_DIR
-from vdes_tune.data.phantom import Lesion
 from vdes_tune.errors import BadInputError
 
 XLSX_NAME = "Radiology-manual-annotations.xlsx"
@@ -37,7 +37,8 @@ VIA_HEADER = "#filename,file_size,file_attributes,region_count,region_id,region_
 TRUTH_COLUMNS = ("pair_id", "patient_id", "side", "view", "le_file", "des_file", "tx", "ty", "le_height",
                  "le_width", "des_height", "des_width", "pathology", "birads", "lesion_index", "lesion_kind",
                  "malignant", "cx", "cy", "radius", "le_contrast", "des_enhancement", "annotated_on",
-                 "region_shape")
+                 "region_shape", "suspicion", "look", "margin_blur", "irregularity", "spicules", "calc_count",
+                 "calc_linear", "des_predicted", "pattern", "signal")
 NOMINAL = {"small": (512, 320), "full": (2355, 1315)}  # (H, W)
 MAX_SHIFT = 10
 WORLD_MARGIN = MAX_SHIFT + 2
@@ -103,56 +104,14 @@ def _scale(cfg: SynthConfig) -> float:
     return NOMINAL[cfg.size][0] / NOMINAL["small"][0]
 
 
-def _new_lesion(rng: np.random.Generator, kind: str, malignant: bool, scale: float) -> Lesion:
-    """Draw a lesion's shape and contrasts (shared by both views of the breast)."""
-    lo, hi = {"mass": (8, 30), "calcification": (8, 20), "non_mass": (15, 30)}[kind]
-    irregular = malignant and kind != "calcification"
-    harm = tuple((int(k), float(rng.uniform(0.04, 0.14) if irregular else rng.uniform(0.0, 0.05)),
-                  float(rng.uniform(0, 2 * math.pi))) for k in rng.choice(np.arange(3, 9), 3, replace=False))
-    if kind == "mass":
-        le_c = float(rng.uniform(6, 40))
-    elif kind == "calcification":
-        le_c = float(rng.uniform(60, 110))
-    else:
-        le_c = float(rng.uniform(0, 4))
-    # Malignant lesions take up contrast strongly (often rim / heterogeneous); benign ones weakly.
-    if malignant:
-        enh = float(rng.uniform(50, 110))
-        pattern = str(rng.choice(["rim", "heterogeneous", "homogeneous"], p=[0.4, 0.4, 0.2]))
-    else:
-        enh = float(rng.uniform(0, 40 if kind == "mass" else 25))
-        pattern = "homogeneous"
-    return Lesion(kind=kind, malignant=malignant, radius=float(rng.uniform(lo, hi) * scale), le_contrast=le_c,
-                  des_enhancement=enh, pattern=pattern,
-                  elong=float(rng.uniform(1.0, 1.4 if not malignant else 1.25)),
-                  angle=float(rng.uniform(0, math.pi)), harmonics=harm,
-                  spicules=int(rng.integers(5, 12)) if irregular and kind == "mass" and rng.random() < 0.6 else 0,
-                  seed=int(rng.integers(0, 2**31)))
-
-
 def _annotated_on(rng: np.random.Generator, kind: str) -> str:
     # Non-mass enhancement is seen on the subtracted image only, so it is usually drawn there only.
     return "CM" if rng.random() < (0.75 if kind == "non_mass" else 0.05) else "both"
 
 
-def _plan_breast(rng: np.random.Generator, scale: float) -> tuple[str, list[_Finding]]:
-    u = rng.random()
-    if u < 0.45:
-        return "Normal", []
-    if u < 0.67:
-        out = []
-        kinds = ["mass", "calcification"] if rng.random() < 0.15 else [str(rng.choice(["mass", "calcification"], p=[0.7, 0.3]))]
-        for kind in kinds:
-            out.append(_Finding(_new_lesion(rng, kind, False, scale), 3 if rng.random() < 0.15 else 2,
-                                _annotated_on(rng, kind)))
-        return "Benign", out
-    kind = str(rng.choice(["mass", "non_mass", "calcification"], p=[0.6, 0.25, 0.15]))
-    birads = int(rng.choice([4, 5, 6], p=[0.45, 0.4, 0.15]))
-    out = [_Finding(_new_lesion(rng, kind, True, scale), birads, _annotated_on(rng, kind))]
-    if rng.random() < 0.25:
-        extra = "mass" if kind == "calcification" or rng.random() < 0.6 else "calcification"
-        out.append(_Finding(_new_lesion(rng, extra, False, scale), 2, _annotated_on(rng, extra)))
-    return "Malignant", out
+def _plan_breast(rng: np.random.Generator, sig: signal.Signal, scale: float) -> tuple[str, list[_Finding]]:
+    pathology, lesions = signal.plan_breast(rng, sig, scale)
+    return pathology, [_Finding(les, birads, _annotated_on(rng, les.kind)) for les, birads in lesions]
 
 
 def _plan_patient(cfg: SynthConfig, pid: int) -> _Patient:
@@ -165,7 +124,7 @@ def _plan_patient(cfg: SynthConfig, pid: int) -> _Patient:
         views = ["CC", "MLO"]
         if rng.random() < 0.06:
             views.remove(str(rng.choice(views)))
-        pathology, findings = _plan_breast(rng, _scale(cfg))
+        pathology, findings = _plan_breast(rng, signal.preset(cfg.signal), _scale(cfg))
         for view in views:
             pat.pairs.append(_Pair(pid, side, view, len(pat.pairs), pathology, findings))
     return pat
@@ -265,16 +224,7 @@ def _findings_text(pair: _Pair, mod: str) -> str:
 
 
 def _tags(pair: _Pair) -> str:
-    words = []
-    for f in pair.findings:
-        les = f.lesion
-        if les.kind == "mass":
-            words.append(("irregular spiculated" if les.spicules else "irregular" if les.malignant
-                          else "oval circumscribed") + " mass")
-        elif les.kind == "calcification":
-            words.append(("pleomorphic" if les.malignant else "punctate") + " grouped calcifications")
-        else:
-            words.append("segmental non-mass enhancement")
+    words = [signal.descriptors(f.lesion)["tag"] for f in pair.findings]
     return "$".join(words) if words else "normal"
 
 
@@ -294,11 +244,8 @@ def _xlsx_bytes(patients: list[_Patient]) -> bytes:
                               _birads(p), _findings_text(p, mod), p.view, _tags(p), pat.machine, p.pathology])
                 for f in p.findings:
                     if f.lesion.kind == "mass" and mod == "DM":
-                        les = f.lesion
-                        mass.append([name, pat.pid, p.side, typ, "irregular" if les.malignant else
-                                     ("oval" if les.elong > 1.15 else "round"),
-                                     "spiculated" if les.spicules else "indistinct" if les.malignant
-                                     else "circumscribed", "high density" if les.le_contrast > 25 else "equal density"])
+                        words = signal.descriptors(f.lesion)
+                        mass.append([name, pat.pid, p.side, typ, words["shape"], words["margin"], words["density"]])
     wb.properties.creator = "vdes-tune synth"
     raw = io.BytesIO()
     wb.save(raw)
@@ -379,10 +326,13 @@ def _write(cfg: SynthConfig, root: Path, progress: Callable[[int], None] | None)
                 les = f.lesion
                 truth.append(base + [i, les.kind, int(les.malignant), round(cx, 2), round(cy, 2),
                                      round(les.radius, 2), round(les.le_contrast, 2), round(les.des_enhancement, 2),
-                                     f.annotated_on, shape])
+                                     f.annotated_on, shape, round(les.suspicion, 4), round(les.look, 4),
+                                     round(les.margin_blur, 4), round(les.irregularity, 4), les.spicules,
+                                     les.calc_count, round(les.calc_linear, 4), round(les.des_predicted, 2),
+                                     les.pattern if les.kind != "calcification" else "", cfg.signal])
                 lesion_rows += 1
             if not p.findings:
-                truth.append(base + [""] * (len(TRUTH_COLUMNS) - len(base)))
+                truth.append(base + [""] * (len(TRUTH_COLUMNS) - len(base) - 1) + [cfg.signal])
             for mod in ("DM", "CM"):
                 size = len(r["jpg"][mod])
                 for rid, shp in enumerate(regions[mod]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ class Task(Protocol):
 
     selection_metric: str
     selection_mode: str  # "max" or "min"
+    # Optional: tie_breakers = ((metric, "max" | "min"), ...) read when the selection metric ties.
 
     def train(self, mode: bool = True) -> Any: ...
     def train_step(self, batch: Any) -> dict[str, float]: ...
@@ -66,12 +68,24 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x
 
 
-def _better(value: float, best: float | None, mode: str) -> bool:
+def selection_key(task: Task, metrics: dict[str, Any]) -> list[float]:
+    """The task's selection metric, then its tie-breakers, each signed so that larger is better.
+
+    Ties are common on small validation sets (F1 often repeats between epochs, or is 0 while a model is
+    still all-negative); without tie-breakers the earliest of the tied epochs would win."""
+    key = []
+    for name, mode in ((task.selection_metric, task.selection_mode), *getattr(task, "tie_breakers", ())):
+        value = float(metrics.get(name, float("nan")))
+        key.append(-math.inf if value != value else (value if mode == "max" else -value))  # NaN never wins
+    return key
+
+
+def _better(key: list[float], best: list[float] | float | None) -> bool:
     if best is None:
         return True
-    if value != value:  # NaN never wins
-        return False
-    return value > best if mode == "max" else value < best
+    if isinstance(best, (int, float)):  # a checkpoint from before tie-breakers: compare the primary alone
+        best = [float(best)]
+    return key[0] != -math.inf and tuple(key) > tuple(best)
 
 
 def seed_epoch(seed: int, epoch: int, *loaders: Any) -> None:
@@ -104,7 +118,7 @@ class Fitter:
         self.task, self.train, self.val, self.test = task, train, val, test
         self.epochs, self.patience, self.seed, self.keep_best_state = epochs, patience, seed, keep_best_state
         self.epoch = 0
-        self.best: float | None = None
+        self.best: list[float] | float | None = None
         self.result = FitResult()
 
     @property
@@ -132,9 +146,9 @@ class Fitter:
         record = {"epoch": epoch, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                   "val": val_metrics, "test": test_metrics, "seconds": time.perf_counter() - start}
         result.history.append(record)
-        score = val_metrics[task.selection_metric]
-        if _better(score, self.best, task.selection_mode):
-            self.best = score
+        key = selection_key(task, val_metrics)
+        if _better(key, self.best):
+            self.best = key
             result.best_epoch, result.best_val, result.best_test = epoch, val_metrics, test_metrics
             if self.keep_best_state:
                 result.best_state = _cpu_copy(task.state_dict())

@@ -18,6 +18,7 @@ class ClassificationTask:
 
     selection_metric = "f1"
     selection_mode = "max"
+    tie_breakers = (("roc_auc", "max"), ("loss", "min"))
 
     def __init__(self, arch: Architecture, classifier: nn.Module, lr: float, device: torch.device,
                  generator: nn.Module | None = None, recon_weight: float = 0.0) -> None:
@@ -74,13 +75,16 @@ class ClassificationTask:
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Any]) -> dict[str, Any]:
         """Metrics of the malignant probability over a loader."""
-        labels, probs = [], []
+        labels, probs, losses = [], [], []
         for images, y in batches:
             with self.autocast:
                 logits, _ = self._forward(images)
             probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
+            losses.append(F.cross_entropy(logits.float(), y.to(self.device), reduction="sum").item())
             labels.append(y)
-        return classification_metrics(torch.cat(labels).numpy(), torch.cat(probs).numpy())
+        y_true = torch.cat(labels).numpy()
+        return {**classification_metrics(y_true, torch.cat(probs).numpy()),
+                "loss": float(sum(losses) / max(len(y_true), 1))}
 
     def state_dict(self) -> dict[str, Any]:
         """Weights of everything the task trains or uses."""
