@@ -74,6 +74,12 @@ def test_smoke_pipeline_end_to_end_then_resumes_as_a_no_op(ray_local, small_data
     assert len(pd.read_csv(report / "tables" / "table2.csv")) == 2  # the smoke search's two trials
 
     md = (report / "report.md").read_text()
+    # The answer (real DES's gain over LE) comes first, and agrees with the results computed here.
+    f1 = results.pivot_table(index="repeat", columns="arch", values="test_f1")
+    gain = float((f1[3] - f1[1]).mean())
+    doc = json.loads((report / "tables" / "tables.json").read_text())
+    assert doc["answer"]["gain"]["mean_diff"] == pytest.approx(gain)
+    assert f"changes test f1 by {100 * gain:+.1f} points" in md.split("## ")[0]
     for a in range(1, 7):
         assert re.search(rf"^\| #{a} \| [^|]+ \| 3 \|", md, re.M), f"#{a} missing from Table 3"
     html = (report / "report.html").read_text()

@@ -40,10 +40,13 @@ def test_paper_preset_overlaps_and_des_adds_what_le_lacks() -> None:
     y, p = _draws("paper")
     auc = {k: roc_auc_score(y, v) for k, v in p.items()}
     # The suspicion separates the classes but they overlap: no parameter is a giveaway.
-    assert 0.85 < auc["suspicion"] < 0.98, auc
+    assert 0.85 < auc["suspicion"] < 0.99, auc
     for visible in ("le_contrast", "margin_blur", "spiculated"):
-        assert 0.65 < auc[visible] < 0.97, (visible, auc)
-    assert auc["des_enhancement"] > auc["look"] + 0.02, auc  # DES carries more than the LE-visible look
+        assert 0.65 < auc[visible] < 0.98, (visible, auc)
+    # Where LE is ambiguous (a middling look), DES still tells the classes apart: it carries more than LE.
+    mid = (p["look"] > 0.3) & (p["look"] < 0.7)
+    assert mid.sum() > 200 and 0 < y[mid].mean() < 1
+    assert roc_auc_score(y[mid], p["des_enhancement"][mid]) > roc_auc_score(y[mid], p["look"][mid]) + 0.15
     # The DES part LE predicts is a function of the look alone; the rest (class part + noise) is not.
     slope, intercept = np.polyfit(p["look"], p["des_predicted"], 1)
     assert np.allclose(intercept + slope * p["look"], p["des_predicted"], atol=1e-6)

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sp
 
-from vdes_tune.evaluation.stats import holm, mean_ci, paired_test, paired_tests, rank_biserial, table3
+from vdes_tune.evaluation.stats import (
+    answer_sentence, des_gain, holm, mean_ci, paired_test, paired_tests, rank_biserial, table3,
+)
 
 
 def test_mean_ci_matches_hand_computed_t_interval():
@@ -85,3 +87,48 @@ def test_table3_and_paired_tests_pair_by_repeat():
     assert vs3.loc[4, "mean_diff"] == pytest.approx(np.mean([-0.05, -0.15, 0.05, -0.05]))
     assert vs3.loc[2, "p_value"] == pytest.approx(float(sp.wilcoxon([-0.1, -0.2, 0.0, -0.1]).pvalue))
     assert set(tests["reference"]) == {2, 3} and (tests["p_holm"] >= tests["p_value"] - 1e-12).all()
+
+
+def _runs(f1: dict[int, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"arch": a, "arch_name": f"A{a}", "repeat": k, "test_f1": v}
+                         for a, vals in f1.items() for k, v in enumerate(vals)])
+
+
+def test_des_gain_by_hand():
+    le = [0.50, 0.60, 0.55, 0.65]
+    # Real DES adds exactly 0.20 in every repeat; #4 recovers exactly half of it, #6 none, #5 all of it.
+    runs = _runs({1: le, 3: [x + 0.2 for x in le], 4: [x + 0.1 for x in le], 5: [x + 0.2 for x in le], 6: le})
+    out = des_gain(runs)
+    assert out["repeats"] == 4 and out["gain"]["mean_diff"] == pytest.approx(0.2)
+    rec = out["recovered"]
+    # Constant differences: every bootstrap draw gives the same ratio, so the interval is a point.
+    assert rec[4]["fraction"] == pytest.approx(0.5) and rec[4]["ci_low"] == pytest.approx(0.5)
+    assert rec[4]["ci_high"] == pytest.approx(0.5)
+    assert rec[5]["fraction"] == pytest.approx(1.0) and rec[6]["fraction"] == pytest.approx(0.0)
+    sentence = answer_sentence(out, {4: "#4 U-Net/PT"})
+    assert "+20.0 points" in sentence and "#4 U-Net/PT 50% (95% CI 50 to 50%)" in sentence
+
+
+def test_des_gain_interval_is_a_bootstrap_of_paired_repeats():
+    rng = np.random.default_rng(3)
+    le = rng.uniform(0.5, 0.7, 12)
+    real = le + 0.15 + rng.normal(0, 0.03, 12)
+    virtual = le + 0.05 + rng.normal(0, 0.03, 12)
+    out = des_gain(_runs({1: list(le), 3: list(real), 4: list(virtual)}), boot=3000, seed=1)
+    rec = out["recovered"][4]
+    # The point estimate is the ratio of mean paired differences, computed here directly.
+    assert rec["fraction"] == pytest.approx((virtual - le).mean() / (real - le).mean())
+    # Reference bootstrap, written independently: same repeat indices for numerator and denominator.
+    draws = np.random.default_rng(1).integers(0, 12, size=(3000, 12))
+    ratios = (virtual - le)[draws].mean(1) / (real - le)[draws].mean(1)
+    assert rec["ci_low"] == pytest.approx(np.percentile(ratios, 2.5))
+    assert rec["ci_high"] == pytest.approx(np.percentile(ratios, 97.5))
+    assert rec["ci_low"] < rec["fraction"] < rec["ci_high"]
+
+
+def test_answer_without_a_clear_gain_compares_with_le():
+    le = [0.5, 0.6, 0.7, 0.6]
+    out = des_gain(_runs({1: le, 3: [0.52, 0.58, 0.71, 0.59], 4: [0.55, 0.6, 0.7, 0.62]}))
+    assert out["gain"]["diff_ci_low"] < 0 < out["gain"]["diff_ci_high"]
+    assert "no clear gain" in answer_sentence(out)
+    assert des_gain(_runs({2: le, 3: le})) == {} and "No answer" in answer_sentence({})

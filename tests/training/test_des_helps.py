@@ -1,4 +1,5 @@
-"""Smoke-scale protocol check: the synthetic DES carries what LE lacks, so #3 beats #1 on validation F1."""
+"""Smoke-scale protocol check on the default phantom: LE alone carries the label (it did not before the
+signal model), and real DES adds to it, so #3 beats #1 on validation F1."""
 
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ def smoke_work(ray_local, registration_dataset: Path, tmp_path_factory: pytest.T
     return work
 
 
-def test_real_des_beats_le_only_on_validation_f1(smoke_work: Path) -> None:
-    def mean_val_f1(arch: int) -> float:
-        runs = [run_classification(TrainConfig(arch=arch, seed=seed, classifier="resnet18", epochs=8,
-                                               batch_size=16, device="cpu"), smoke_work) for seed in range(2)]
-        return float(np.mean([r["val"]["f1"] for r in runs]))
+def test_le_learns_and_real_des_adds_to_it(smoke_work: Path) -> None:
+    def val(arch: int) -> tuple[float, float]:
+        runs = [run_classification(TrainConfig(arch=arch, seed=seed, classifier="resnet18", epochs=8, lr=1e-3,
+                                               batch_size=8, device="cpu"), smoke_work) for seed in range(2)]
+        return (float(np.mean([r["val"]["f1"] for r in runs])), float(np.mean([r["val"]["roc_auc"] for r in runs])))
 
-    le_only, with_des = mean_val_f1(1), mean_val_f1(3)
-    assert with_des > le_only + 0.1, (le_only, with_des)
+    (le_f1, le_auc), (des_f1, des_auc) = val(1), val(3)
+    assert le_auc > 0.65 and le_f1 > 0.4, (le_f1, le_auc)  # LE alone is informative
+    assert des_f1 > le_f1 + 0.05 and des_auc > le_auc, (le_f1, des_f1, le_auc, des_auc)

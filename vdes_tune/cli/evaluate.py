@@ -38,13 +38,14 @@ def parse_set(items: list[str]) -> dict[str, object]:
 
 
 def print_table3(results_path: str) -> None:
-    """Table 3 (mean (std) of accuracy and F1, val and test) of a results.parquet on the terminal."""
+    """Table 3 (mean (std) of accuracy and F1, val and test) of a results.parquet and the answer sentence."""
     import pandas as pd
 
     from vdes_tune.evaluation import report, stats
 
-    shown = report.table3_display(stats.table3(pd.read_parquet(results_path)))
-    typer.echo(shown.to_string(index=False))
+    results = pd.read_parquet(results_path)
+    typer.echo(report.table3_display(stats.table3(results)).to_string(index=False))
+    typer.echo("\n" + report.answer_of(results)["sentence"])
 
 
 @app.command()
@@ -141,4 +142,5 @@ def report_cmd(
                               {"table3": json.loads(out["tables"]["table3"].to_json(orient="records"))}, indent=2))
         return
     typer.echo(report.table3_display(out["tables"]["table3"]).to_string(index=False))
+    typer.echo(f"\n{out['answer']}\n")
     typer.echo(f"wrote {out['report_html']}\nwrote {out['report_md']}")

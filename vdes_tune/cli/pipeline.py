@@ -11,7 +11,7 @@ import typer
 
 from vdes_tune.cli import app
 
-DEMO_PATIENTS = 30
+DEMO_PATIENTS = 48
 
 
 def _run(pipeline: str, data: str | Path, work: str | Path, address: Optional[str], as_json: bool) -> dict:

@@ -249,7 +249,7 @@ def _draw_lesion(le: np.ndarray, des: np.ndarray, les: Lesion, wx: float, wy: fl
         des_p += e * body * _pattern(rng, les, d, (ph, pw))
         if les.spicules:
             spf = _spicules(rng, les, wx - x0, wy - y0, (ph, pw), s)
-            le_p += 0.7 * les.le_contrast * spf
+            le_p += 0.9 * les.le_contrast * spf
             des_p += 0.15 * e * spf
     elif les.kind == "calcification":
         dots = _calcifications(rng, les, wx, wy, px, py, (ph, pw), s)

@@ -47,8 +47,8 @@ class Signal:
 
 PRESETS: dict[str, Signal] = {
     "paper": Signal("paper", normal=0.28, malignant=0.64, kinds_malignant=(0.6, 0.2, 0.2),
-                    kinds_benign=(0.6, 0.3, 0.1), extra_malignant=0.05, extra_benign=0.10, separation=2.2,
-                    le_follows_suspicion=True, des_base=8.0, des_suspicion=40.0, des_class=35.0, des_noise=12.0,
+                    kinds_benign=(0.6, 0.3, 0.1), extra_malignant=0.05, extra_benign=0.10, separation=3.0,
+                    le_follows_suspicion=True, des_base=8.0, des_suspicion=45.0, des_class=22.0, des_noise=12.0,
                     pattern_class=0.45),
     "null": Signal("null", normal=0.0, malignant=0.40, kinds_malignant=(0.6, 0.25, 0.15),
                    kinds_benign=(0.6, 0.25, 0.15), extra_malignant=0.08, extra_benign=0.08, separation=0.0,
@@ -135,10 +135,10 @@ def new_lesion(rng: np.random.Generator, sig: Signal, kind: str, malignant: bool
                  for k, a in zip(rng.choice(np.arange(3, 9), 3, replace=False), amps))
     blur = float(np.clip(0.05 + 0.28 * look + rng.normal(0, 0.04), 0.03, 0.45))
     spicules = 0
-    if kind == "mass" and rng.random() < float(np.clip(2.2 * (look - 0.45), 0.0, 0.9)):
+    if kind == "mass" and rng.random() < float(np.clip(2.5 * (look - 0.4), 0.0, 0.95)):
         spicules = int(rng.integers(6, 14))
     if kind == "mass":
-        le_c = 28.0 + 34.0 * look + float(rng.normal(0, 4))  # high density is a suspicious descriptor
+        le_c = 34.0 + 34.0 * look + float(rng.normal(0, 4))  # high density is a suspicious descriptor
     elif kind == "calcification":
         le_c = float(rng.uniform(70, 110))
     else:  # non-mass: a faint asymmetry on LE at most
@@ -151,7 +151,7 @@ def new_lesion(rng: np.random.Generator, sig: Signal, kind: str, malignant: bool
                   le_contrast=float(max(le_c, 0.0)), margin_blur=blur, des_enhancement=float(max(enh, 0.0)),
                   des_predicted=float(predicted), pattern=pattern,
                   elong=float(rng.uniform(1.0, 1.35)), angle=float(rng.uniform(0, math.pi)), harmonics=harm,
-                  spicules=spicules, calc_count=int(round(5 + 16 * look + rng.normal(0, 2))) if kind ==
+                  spicules=spicules, calc_count=int(round(5 + 22 * look + rng.normal(0, 2))) if kind ==
                   "calcification" else 0,
                   calc_linear=float(np.clip(look + rng.normal(0, 0.1), 0, 1)) if kind == "calcification" else 0.0,
                   calc_spread=float(np.clip(1.0 - 0.75 * look + rng.normal(0, 0.08), 0.15, 1.0)),
@@ -184,7 +184,7 @@ def descriptors(les: Lesion) -> dict[str, str]:
         shape = "irregular" if les.irregularity > 0.12 else ("oval" if les.elong > 1.15 else "round")
         margin = ("spiculated" if les.spicules else "indistinct" if les.margin_blur > 0.2
                   else "circumscribed")
-        density = "high density" if les.le_contrast > 46 else "equal density"
+        density = "high density" if les.le_contrast > 52 else "equal density"
         return {"shape": shape, "margin": margin, "density": density, "tag": f"{shape} {margin} mass"}
     if les.kind == "calcification":
         morph = ("fine linear branching" if les.calc_linear > 0.6 else "pleomorphic" if les.calc_linear > 0.35

@@ -118,6 +118,7 @@ def build(work: str | Path, run: str = "main") -> dict[str, Any]:
     manifest = read_manifest(eval_dir) or {}
     tables = {"table1": table1(workspace), "table2": table2(plan), "table3": stats.table3(results),
               "paired_tests": stats.paired_tests(results), "image_quality": image_quality(workspace, plan, results)}
+    answer = answer_of(results)
     pngs = {"f1_distribution.png": figures.f1_distribution(results)}
     columns, labels = figures.montage_sources(workspace, plan, eval_dir)
     pngs["montage.png"] = figures.montage(columns, labels)
@@ -133,8 +134,10 @@ def build(work: str | Path, run: str = "main") -> dict[str, Any]:
         for name, frame in tables.items():
             frame.to_csv(tmp / "tables" / f"{name}.csv", index=False)
         doc = {name: json.loads(frame.to_json(orient="records")) for name, frame in tables.items()}
+        doc["answer"] = json.loads(json.dumps(answer, default=float).replace("NaN", "null"))
         write_json(tmp / "tables" / "tables.json", doc)
         context = {"run": run, "results": len(results), "expected": manifest.get("jobs", len(results)),
+                   "answer": answer["sentence"],
                    "failed": manifest.get("failed", []), "seed": plan.get("seed"), "plan": plan,
                    "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         figure_files = sorted(p.name for p in (tmp / "figures").iterdir())
@@ -150,7 +153,15 @@ def build(work: str | Path, run: str = "main") -> dict[str, Any]:
     workspace.push(final)
     # The report files as this machine can open them (the mirror, for a URI workspace).
     return {"output": workspace.location(final), "report_md": str(final / "report.md"),
-            "report_html": str(final / "report.html"), "tables": tables, "rows": len(results)}
+            "report_html": str(final / "report.html"), "tables": tables, "rows": len(results),
+            "answer": answer["sentence"]}
+
+
+def answer_of(results: pd.DataFrame) -> dict[str, Any]:
+    """The study's answer on test F1: real DES's gain over LE and the share each virtual DES recovers."""
+    names = {int(a): f"#{int(a)} {n}" for a, n in results.groupby("arch")["arch_name"].first().items()}
+    gain = stats.des_gain(results)
+    return {**gain, "sentence": stats.answer_sentence(gain, names)}
 
 
 def _sections(tables: dict[str, pd.DataFrame]) -> list[tuple[str, str, pd.DataFrame]]:
@@ -193,7 +204,7 @@ def _header(ctx: dict[str, Any]) -> str:
 
 
 def _markdown(tables: dict[str, pd.DataFrame], ctx: dict[str, Any], figure_files: list[str]) -> str:
-    parts = [f"# vdes-tune report: {ctx['run']}\n", _header(ctx) + "\n"]
+    parts = [f"# vdes-tune report: {ctx['run']}\n", _header(ctx) + "\n", f"**Answer.** {ctx['answer']}\n"]
     for title, text, frame in _sections(tables):
         parts += [f"## {title}\n", text + "\n", markdown_table(frame) if len(frame) else "(none)\n"]
     parts.append("## Figures\n")
@@ -209,7 +220,8 @@ def _html(tables: dict[str, pd.DataFrame], ctx: dict[str, Any], images: dict[str
              "th{background:#f3f3f3}img{max-width:100%}")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>vdes-tune report: {html.escape(ctx['run'])}"
              f"</title><style>{style}</style></head><body>",
-             f"<h1>vdes-tune report: {html.escape(ctx['run'])}</h1><p>{html.escape(_header(ctx))}</p>"]
+             f"<h1>vdes-tune report: {html.escape(ctx['run'])}</h1><p>{html.escape(_header(ctx))}</p>",
+             f"<p><b>Answer.</b> {html.escape(ctx['answer'])}</p>"]
     for title, text, frame in _sections(tables):
         shown = frame.map(_fmt) if len(frame) else frame
         parts += [f"<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p>",

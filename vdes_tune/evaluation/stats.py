@@ -116,3 +116,61 @@ def paired_tests(results: pd.DataFrame, references: tuple[int, ...] = (3, 2),
                 row["p_holm"] = adj
             rows += family
     return pd.DataFrame(rows)
+
+
+def des_gain(results: pd.DataFrame, metric: str = "test_f1", le: int = 1, real: int = 3,
+             virtual: tuple[int, ...] = (4, 5, 6), boot: int = 4000, seed: int = 0,
+             confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """What real DES adds over LE (#real - #le, paired by repeat, t interval) and the fraction of that gain
+    each virtual DES recovers, (virtual - LE) / (real - LE), with a percentile interval from a bootstrap of
+    the repeats (each draw keeps an architecture's repeats paired). Empty when #le or #real is missing."""
+    archs = set(int(a) for a in results["arch"].unique())
+    if le not in archs or real not in archs:
+        return {}
+    table = results.pivot_table(index="repeat", columns="arch", values=metric)
+    base = table[le]
+    gain = paired_test(table[real], base, confidence)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(table), size=(boot, len(table)))
+    real_d = (table[real] - base).to_numpy()
+    out: dict[str, Any] = {"metric": metric, "le": le, "real": real, "repeats": int(len(table)),
+                           "le_mean": float(base.mean()), "real_mean": float(table[real].mean()),
+                           "gain": gain, "recovered": {}}
+    lo_q, hi_q = 50 * (1 - confidence), 50 * (1 + confidence)
+    for arch in virtual:
+        if arch not in archs:
+            continue
+        v_d = (table[arch] - base).to_numpy()
+        denominator = real_d.mean()
+        fraction = float(v_d.mean() / denominator) if denominator != 0 else math.nan
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boots = v_d[draws].mean(axis=1) / real_d[draws].mean(axis=1)
+        boots = boots[np.isfinite(boots)]
+        low, high = (np.percentile(boots, [lo_q, hi_q]) if len(boots) else (math.nan, math.nan))
+        out["recovered"][arch] = {"mean": float(table[arch].mean()), "vs_le": paired_test(table[arch], base, confidence),
+                                  "fraction": fraction, "ci_low": float(low), "ci_high": float(high)}
+    return out
+
+
+def answer_sentence(gain: dict[str, Any], names: dict[int, str] | None = None) -> str:
+    """One sentence: how much real DES adds over LE, and how much of it each virtual DES recovers."""
+    if not gain:
+        return "No answer: the run lacks LE-only (#1) or real-DES (#3) results."
+    names = names or {}
+    g, metric = gain["gain"], gain["metric"].replace("_", " ")
+
+    def pts(x: float) -> str:
+        return f"{100 * x:+.1f}"
+
+    text = (f"Over {gain['repeats']} repeats, real DES (#{gain['real']}) changes {metric} by {pts(g['mean_diff'])} "
+            f"points over LE alone (#{gain['le']}; 95% CI {pts(g['diff_ci_low'])} to {pts(g['diff_ci_high'])}, "
+            f"Wilcoxon p = {g['p_value']:.3g})")
+    if not gain["recovered"]:
+        return text + "."
+    if not g["diff_ci_low"] > 0:
+        parts = [f"{names.get(a, f'#{a}')} {pts(r['vs_le']['mean_diff'])}" for a, r in gain["recovered"].items()]
+        return (text + "; with no clear gain to recover, the virtual DES are compared with LE directly: "
+                + ", ".join(parts) + " points.")
+    parts = [f"{names.get(a, f'#{a}')} {100 * r['fraction']:.0f}% (95% CI {100 * r['ci_low']:.0f} to "
+             f"{100 * r['ci_high']:.0f}%)" for a, r in gain["recovered"].items()]
+    return text + "; of that gain the virtual DES recover: " + ", ".join(parts) + "."

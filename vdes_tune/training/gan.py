@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdes_tune.models.cyclegan import CycleGAN, ImagePool
-from vdes_tune.training.engine import prepare_device, to_device
+from vdes_tune.training.engine import adam, prepare_device, to_device
 from vdes_tune.training.tasks import autocast_for, evaluate_generator
 
 
@@ -36,10 +36,8 @@ class CycleGANTask:
         prepare_device(device, model)
         self.model, self.device = model, device
         self.lambda_cycle, self.lambda_identity = lambda_cycle, lambda_identity
-        self.opt_g = torch.optim.Adam(itertools.chain(model.g_le2des.parameters(), model.g_des2le.parameters()),
-                                      lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(itertools.chain(model.d_des.parameters(), model.d_le.parameters()),
-                                      lr=lr, betas=betas)
+        self.opt_g = adam(itertools.chain(model.g_le2des.parameters(), model.g_des2le.parameters()), lr, betas)
+        self.opt_d = adam(itertools.chain(model.d_des.parameters(), model.d_le.parameters()), lr, betas)
         self.pool_des, self.pool_le = ImagePool(pool_size, seed), ImagePool(pool_size, seed + 1)
 
     def train(self, mode: bool = True) -> None:

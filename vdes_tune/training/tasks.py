@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdes_tune.models.architectures import Architecture, compose
-from vdes_tune.training.engine import prepare_device, to_device
+from vdes_tune.training.engine import adam, prepare_device, to_device
 from vdes_tune.training.metrics import classification_metrics, image_metrics
 
 
@@ -36,7 +36,7 @@ class ClassificationTask:
             params += list(self.generator.parameters())
         elif self.generator is not None:
             self.generator.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(params, lr=lr)
+        self.optimizer = adam(params, lr)
         self.autocast = autocast_for(device)
 
     def train(self, mode: bool = True) -> None:
@@ -112,7 +112,7 @@ class ClassificationTask:
                 module.to(device)
         for state in self.optimizer.state.values():
             for k, v in state.items():
-                if isinstance(v, torch.Tensor) and k != "step":
+                if isinstance(v, torch.Tensor):  # "step" too: the fused kernel wants it beside the weights
                     state[k] = v.to(device)
         self.mean, self.std, self.device = self.mean.to(device), self.std.to(device), device
         self.autocast = autocast_for(device)
@@ -148,7 +148,7 @@ class TranslationTask:
         prepare_device(device, generator)
         self.generator, self.device = generator, device
         self.loss = {"l1": F.l1_loss, "l2": F.mse_loss}[loss]
-        self.optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
+        self.optimizer = adam(generator.parameters(), lr, betas)
 
     def train(self, mode: bool = True) -> None:
         """Training or evaluation mode of the generator."""
