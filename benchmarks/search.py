@@ -71,8 +71,20 @@ def main() -> None:
             rows[algorithm] = {"trials": len(board), "best_val_f1": float(best["val_f1"]),
                                "best_val_f1_std": float(best["val_f1_std"]), "best": {
                                    "classifier": best["train.classifier"], "lr": float(best["train.lr"])},
-                               "seed_epochs": _spent(board, args.repeats), "seconds": time.perf_counter() - start}
+                               "seed_epochs": _spent(board, args.repeats), "seconds": time.perf_counter() - start,
+                               "board": [{"classifier": r["train.classifier"], "lr": float(r["train.lr"]),
+                                          "val_f1": float(r["val_f1"]), "val_f1_std": float(r["val_f1_std"]),
+                                          "epochs": int(r["epochs"])} for _, r in board.iterrows()]}
     grid, tpe = rows["grid"], rows["optuna-tpe"]
+    # A search is only worth comparing on a landscape that is not flat: the grid's best must beat its worst
+    # by more than the best's own std over seeds.
+    worst = min(r["val_f1"] for r in grid["board"])
+    landscape = grid["best_val_f1"] - worst > grid["best_val_f1_std"]
+    for name, r in rows.items():
+        print(f"{name} trials: " + "; ".join(f"{t['classifier']} lr={t['lr']:g} F1 {t['val_f1']:.3f} "
+                                             f"({t['val_f1_std']:.3f}) {t['epochs']} ep" for t in r["board"]))
+    print(f"grid landscape: best {grid['best_val_f1']:.4f} - worst {worst:.4f} = {grid['best_val_f1'] - worst:.4f} "
+          f"vs best's std {grid['best_val_f1_std']:.4f}: {'not flat' if landscape else 'FLAT'}")
     within = tpe["best_val_f1"] >= grid["best_val_f1"] - grid["best_val_f1_std"]
     ratio = tpe["seed_epochs"] / grid["seed_epochs"]
     print(f"{'search':<12} {'trials':>6} {'best val F1':>12} {'(std)':>7} {'seed-epochs':>11} {'seconds':>8}  best")
@@ -80,7 +92,8 @@ def main() -> None:
         print(f"{name:<12} {r['trials']:>6} {r['best_val_f1']:>12.4f} {r['best_val_f1_std']:>7.4f} "
               f"{r['seed_epochs']:>11} {r['seconds']:>8.1f}  {r['best']['classifier']} lr={r['best']['lr']:g}")
     print(f"TPE+ASHA within one grid std of the grid's best: {within}; epochs ratio {ratio:.2f} (goal <= 0.33)")
-    print(json.dumps({"args": vars(args), **rows, "within_one_std": within, "epoch_ratio": ratio}))
+    print(json.dumps({"args": vars(args), **rows, "within_one_std": within, "epoch_ratio": ratio,
+                      "landscape_not_flat": landscape}))
 
 
 if __name__ == "__main__":
