@@ -5,6 +5,7 @@ the seed-epochs each spends. Goal: TPE+ASHA within one std of the grid's best fo
 of its epochs.
 
     python benchmarks/search.py [--patients 30] [--crop-size 96] [--epochs 6] [--repeats 2] [--samples 4]
+                                [--batch-size 16]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _space(path: Path, algorithm: str, args: argparse.Namespace) -> Path:
     data = {
         "name": path.stem, "arch": 1, "metric": "val_f1", "mode": "max", "repeats": args.repeats,
         "algorithm": algorithm, "seed": 0,
-        "fixed": {"train.epochs": args.epochs, "train.batch_size": 16, "train.dropout": 0.2},
+        "fixed": {"train.epochs": args.epochs, "train.batch_size": args.batch_size, "train.dropout": 0.2},
         "parameters": {"train.classifier": {"choice": ["resnet18", "resnet34"]},
                        "train.lr": {"choice": [1.0e-3, 5.0e-4, 1.0e-4, 5.0e-5]}},
     }
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ray_session(num_cpus=2, quiet=True):
         root = Path(tmp)
