@@ -86,11 +86,9 @@ def selection_key(task: Task, metrics: dict[str, Any]) -> list[float]:
     return key
 
 
-def _better(key: list[float], best: list[float] | float | None) -> bool:
+def _better(key: list[float], best: list[float] | None) -> bool:
     if best is None:
         return True
-    if isinstance(best, (int, float)):  # a checkpoint from before tie-breakers: compare the primary alone
-        best = [float(best)]
     return key[0] != -math.inf and tuple(key) > tuple(best)
 
 
@@ -124,7 +122,7 @@ class Fitter:
         self.task, self.train, self.val, self.test = task, train, val, test
         self.epochs, self.patience, self.seed, self.keep_best_state = epochs, patience, seed, keep_best_state
         self.epoch = 0
-        self.best: list[float] | float | None = None
+        self.best: list[float] | None = None
         self.result = FitResult()
 
     @property
@@ -172,7 +170,10 @@ class Fitter:
     def restore(self, progress: dict[str, Any], training_state: dict[str, Any]) -> None:
         """Continue from a checkpoint written by `progress()` and the task's `training_state()`."""
         self.task.load_training_state(training_state)  # type: ignore[attr-defined]
-        self.epoch, self.best = int(progress["epoch"]), progress["best"]
+        self.epoch, best = int(progress["epoch"]), progress["best"]
+        if isinstance(best, (int, float)):  # a checkpoint from before tie-breakers: the raw primary metric
+            best = [best if self.task.selection_mode == "max" else -best]
+        self.best = best
         self.result = FitResult(list(progress["history"]), int(progress["best_epoch"]), dict(progress["best_val"]),
                                 dict(progress["best_test"]), {}, bool(progress["stopped_early"]))
 
