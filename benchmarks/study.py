@@ -117,7 +117,7 @@ def main() -> None:
         results = pd.read_parquet(work / "eval" / "study" / "results.parquet")
         crops = pd.read_parquet(work / "dataset" / "crops.parquet")
         t3 = stats.table3(results)
-        answer = report.answer_of(results)
+        answer = report.answer_of(work / "eval" / "study")
         targets = check(results, args.signal)
         print(f"\nCPU study: {args.patients} patients ({len(crops)} crops, {100 * crops['label'].mean():.1f}% "
               f"malignant), signal {args.signal}, {args.crop_size} px, resnet18, {args.epochs} epochs, batch 8, "

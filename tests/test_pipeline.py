@@ -13,7 +13,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from sklearn.metrics import f1_score, roc_auc_score
+
 from vdes_tune.cli import app
+from vdes_tune.evaluation.render import find_browser, render
 from vdes_tune.errors import BadInputError
 from vdes_tune.pipeline import SHIPPED_DIR, load_pipeline
 
@@ -69,23 +72,60 @@ def test_smoke_pipeline_end_to_end_then_resumes_as_a_no_op(ray_local, small_data
     assert t1.loc["test", "total"] == (crops["split"] == "test").sum() and t1.loc["all", "total"] == len(crops)
     tests = pd.read_csv(report / "tables" / "paired_tests.csv")
     assert set(tests["reference"]) == {2, 3} and set(tests.loc[tests["reference"] == 3, "arch"]) == {1, 2, 4, 5, 6}
-    quality = pd.read_csv(report / "tables" / "image_quality.csv")
-    assert sorted(quality["arch"]) == [4, 5, 6] and (quality["psnr"] > 0).all()
+    quality = pd.read_csv(report / "tables" / "image_quality.csv").set_index("arch")
+    assert sorted(quality.index) == [4, 5, 6] and (quality["psnr"] > 0).all()
+    # Lesion-aware quality: the masks came through ingest and the shards, and every generator is measured in them.
+    assert (quality["lesion_crops"] > 0).all() and np.isfinite(quality["lesion_psnr"]).all()
+    assert (crops.loc[crops["pathology"] == "Normal", "lesion_fraction"] == 0).all()
+    assert (crops.loc[crops["pathology"] != "Normal", "lesion_fraction"] > 0).mean() > 0.9
     assert len(pd.read_csv(report / "tables" / "table2.csv")) == 2  # the smoke search's two trials
 
+    # Per-crop predictions: every job's val and test crops; they reproduce the job's own test metrics.
+    predictions = pd.read_parquet(work / "eval" / "smoke" / "predictions.parquet")
+    test_crops = crops[crops["split"] == "test"]
+    assert len(predictions) == 18 * ((crops["split"] == "val").sum() + len(test_crops))
+    by_job = results.set_index("job_id")
+    for job, part in predictions[predictions["split"] == "test"].groupby("job_id"):
+        assert set(part["crop_id"]) == set(test_crops["crop_id"])
+        assert f1_score(part["label"], part["score"] >= 0.5, zero_division=0) == pytest.approx(by_job.loc[job, "test_f1"])
+        assert roc_auc_score(part["label"], part["score"]) == pytest.approx(by_job.loc[job, "test_roc_auc"])
+
     md = (report / "report.md").read_text()
-    # The answer (real DES's gain over LE) comes first, and agrees with the results computed here.
-    f1 = results.pivot_table(index="repeat", columns="arch", values="test_f1")
-    gain = float((f1[3] - f1[1]).mean())
     doc = json.loads((report / "tables" / "tables.json").read_text())
-    assert doc["answer"]["gain"]["mean_diff"] == pytest.approx(gain)
-    assert f"changes test f1 by {100 * gain:+.1f} points" in md.split("## ")[0]
+    answer = doc["answer"]
+    # The answer comes first and agrees with the per-repeat results computed here (#3 - #2 test F1).
+    f1 = results.pivot_table(index="repeat", columns="arch", values="test_f1")
+    assert answer["method"] == "repeats and patients" and answer["margin"] == 0.02 and answer["repeats"] == 3
+    assert answer["real_gain"]["f1"]["diff"] == pytest.approx(float((f1[3] - f1[2]).mean()))
+    assert answer["patients"] == test_crops["patient_id"].nunique()
+    assert set(answer["verdicts"]) == {"4", "5", "6"}
+    assert md.index("**Answer.**") < md.index("## Figures") < md.index("## Tables")
+    assert answer["sentence"] in md.split("## Figures")[0]
+    assert md.index("forest.png") < md.index("montage.png")
+    assert set(pd.read_csv(report / "tables" / "calibration.csv")["arch"]) == set(range(1, 7))
     for a in range(1, 7):
         assert re.search(rf"^\| #{a} \| [^|]+ \| 3 \|", md, re.M), f"#{a} missing from Table 3"
     html = (report / "report.html").read_text()
     sources = re.findall(r"<img[^>]*src='([^']+)'", html)
-    assert len(sources) >= 3 and all(s.startswith("data:image/png;base64,") for s in sources)  # self-contained
-    assert "LE+LED+CycleGAN" in html and "Wilcoxon" in html
+    assert len(sources) >= 6 and all(s.startswith("data:image/png;base64,") for s in sources)  # self-contained
+    assert "LE+LED+CycleGAN" in html and "Wilcoxon" in html and html.count("<details>") >= 5
+    assert html.index("class='answer'") < html.index("<h2>Figures</h2>") < html.index("<details>")
+    assert "smoke_classifier_lr-search_history.png" in md  # the search behind the configurations, visualised
+
+    browser = find_browser()
+    if browser:  # a real browser opens the report: no broken image, no script error
+        seen = render(report / "report.html", report / "screenshot.png", browser=browser)
+        assert seen["ok"], seen
+        assert seen["images"] == len(sources) and (report / "screenshot.png").stat().st_size > 10_000
+
+    searched = runner.invoke(app, ["report", "--work", str(work), "--search", "smoke_classifier_lr", "--json"])
+    assert searched.exit_code == 0, searched.output[-3000:]
+    found = json.loads(searched.output)
+    assert found["trials"] == 2 and found["complete_trials"] == 2
+    page = Path(found["report_html"])
+    assert {p.name for p in (page.parent / "figures").iterdir()} >= {"search_history.png", "search_parallel.png"}
+    importance = pd.read_csv(page.parent / "tables" / "importance.csv")
+    assert found["importance_note"] or list(importance["parameter"]) == ["train.lr"]
 
     jobs = {p.name: p.stat().st_mtime_ns for p in (work / "eval" / "smoke" / "jobs").glob("*.json")}
     again = runner.invoke(app, ["run", "smoke", "--data", str(small_dataset), "--work", str(work), "--json"])

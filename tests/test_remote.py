@@ -10,7 +10,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from vdes_tune import remote
-from vdes_tune.workspace import Workspace, manifest_matches
+from vdes_tune.workspace import SCHEMA_VERSION, Workspace, manifest_matches
 
 
 def _stage(folder: Path, files: dict[str, bytes], manifest: dict) -> None:
@@ -41,7 +41,7 @@ def test_a_stage_pushed_from_one_mirror_is_pulled_whole_by_another(uri: str, tmp
     stage = a.dataset.root
     files = {"catalog.parquet": os.urandom(3000), "shards/split=train/part-00000.parquet": os.urandom(70000),
              "qa/table1.md": b"| a |\n"}
-    _stage(stage, files, {"complete": True, "config_hash": "c1", "inputs_hash": "i1", "schema_version": 1})
+    _stage(stage, files, {"complete": True, "config_hash": "c1", "inputs_hash": "i1", "schema_version": SCHEMA_VERSION})
     a.push(stage)
 
     b.pull(b.dataset.root)
@@ -52,7 +52,7 @@ def test_a_stage_pushed_from_one_mirror_is_pulled_whole_by_another(uri: str, tmp
     # the other mirror fetch everything again and drop the gone file.
     (stage / "qa" / "table1.md").unlink()
     _stage(stage, {"catalog.parquet": os.urandom(3000)}, {"complete": True, "config_hash": "c2",
-                                                          "inputs_hash": "i1", "schema_version": 1})
+                                                          "inputs_hash": "i1", "schema_version": SCHEMA_VERSION})
     a.push(stage)
     b.pull(b.dataset.root)
     assert _tree(b.dataset.root) == _tree(stage)

@@ -299,6 +299,9 @@ class EvaluateConfig:
     vdes: dict[int, str] = field(default_factory=dict)
     # Weights kept per job: "first" keeps repeat 0 of each architecture (for the report's montage).
     save_weights: Literal["none", "first", "all"] = "first"
+    # How the report computes the answer (evaluation/paired.py AnalysisConfig): margin (non-inferiority,
+    # default 0.02 = 2 F1 points), auc_margin, no_des (1 or 2), confidence, bootstrap, seed, calibration_bins.
+    analysis: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         checks = [
@@ -315,3 +318,6 @@ class EvaluateConfig:
         from_dict(TrainConfig, dict(self.train))  # unknown or invalid fields fail here, by name
         for model in ("unet", "cyclegan"):
             GeneratorConfig.for_model(model, **getattr(self, model))
+        from vdes_tune.evaluation.paired import analysis_config
+
+        analysis_config(self.analysis)  # unknown or invalid fields fail here, by name

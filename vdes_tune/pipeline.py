@@ -216,4 +216,4 @@ def _run_stage(stage: Stage, data: str | Path, workspace: Any, address: str | No
     from vdes_tune.evaluation import report
 
     out = report.build(workspace.spec, stage.options["run"])
-    return {k: v for k, v in out.items() if k != "tables"}
+    return {k: v for k, v in out.items() if k not in ("tables", "answer_detail")}

@@ -16,7 +16,8 @@ from typing import Any, Iterator
 from vdes_tune import remote
 from vdes_tune.errors import BadInputError
 
-SCHEMA_VERSION = 1
+# 2: shards carry each crop's lesion mask; outputs of an older version are rebuilt, not trusted.
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 
 

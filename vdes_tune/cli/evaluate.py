@@ -38,14 +38,25 @@ def parse_set(items: list[str]) -> dict[str, object]:
 
 
 def print_table3(results_path: str) -> None:
-    """Table 3 (mean (std) of accuracy and F1, val and test) of a results.parquet and the answer sentence."""
+    """Table 3 (mean (std) of accuracy and F1, val and test) of a results.parquet, then the answer: its
+    sentence and, per virtual DES, the verdicts."""
     import pandas as pd
 
     from vdes_tune.evaluation import report, stats
 
     results = pd.read_parquet(results_path)
     typer.echo(report.table3_display(stats.table3(results)).to_string(index=False))
-    typer.echo("\n" + report.answer_of(results)["sentence"])
+    print_answer(report.answer_of(Path(results_path).parent))
+
+
+def print_answer(answer: dict) -> None:
+    """The answer sentence and the verdict table, for the terminal."""
+    from vdes_tune.evaluation import report
+
+    typer.echo("\nAnswer: " + answer["sentence"])
+    verdicts = report.verdict_table(answer)
+    if len(verdicts):
+        typer.echo("\n" + verdicts.to_string(index=False))
 
 
 @app.command()
@@ -131,16 +142,33 @@ def build_config(config: Optional[Path], configs: List[str], repeats: Optional[i
 def report_cmd(
     work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI) with eval/<run>/."),
     run: str = typer.Option("main", "--run", help="The evaluation to report."),
-    as_json: bool = typer.Option(False, "--json", help="Print paths and Table 3 as JSON."),
+    search: Optional[str] = typer.Option(None, "--search", help="Report this search experiment instead (its "
+                                         "history, parallel coordinates and parameter importance), into "
+                                         "report/search-<experiment>/."),
+    storage: str = typer.Option("", "--storage", help="With --search: Tune storage (default <work>/search)."),
+    margin: Optional[float] = typer.Option(None, "--margin", min=0.0, max=0.99, help="Non-inferiority margin on "
+                                           "test F1 (0.02 = 2 points; default: the evaluation's analysis.margin)."),
+    as_json: bool = typer.Option(False, "--json", help="Print paths, Table 3 and the answer as JSON."),
 ) -> None:
-    """Write report/<run>/: report.md, a self-contained report.html, tables (CSV, JSON) and figures."""
-    from vdes_tune.evaluation import report
+    """Write report/<run>/: the answer first, figures, then tables (CSV, JSON), as report.md and report.html."""
+    from vdes_tune.evaluation import report, search_view
 
-    out = report.build(work, run)
+    if search:
+        found = search_view.build(work, search, storage)
+        if as_json:
+            typer.echo(json.dumps(found, indent=2, default=str))
+            return
+        note = found["importance_note"] or ", ".join(f"{r['parameter']} {r['importance']:.2f}"
+                                                     for r in found["importance"])
+        typer.echo(f"{found['trials']} trials ({found['complete_trials']} complete); importance: {note}")
+        typer.echo(f"wrote {found['report_html']}\nwrote {found['report_md']}")
+        return
+    out = report.build(work, run, margin=margin)
     if as_json:
-        typer.echo(json.dumps({k: v for k, v in out.items() if k != "tables"} |
-                              {"table3": json.loads(out["tables"]["table3"].to_json(orient="records"))}, indent=2))
+        tables = json.loads(Path(out["report_md"]).with_name("tables").joinpath("tables.json").read_text())
+        typer.echo(json.dumps({k: v for k, v in out.items() if k not in ("tables", "answer_detail")} |
+                              {"table3": tables["table3"], "verdicts": tables["answer"]}, indent=2))
         return
     typer.echo(report.table3_display(out["tables"]["table3"]).to_string(index=False))
-    typer.echo(f"\n{out['answer']}\n")
-    typer.echo(f"wrote {out['report_html']}\nwrote {out['report_md']}")
+    print_answer(out["answer_detail"])
+    typer.echo(f"\nwrote {out['report_html']}\nwrote {out['report_md']}")

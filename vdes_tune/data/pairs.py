@@ -13,7 +13,7 @@ import numpy as np
 
 from vdes_tune.config import IngestConfig
 from vdes_tune.data import qa
-from vdes_tune.data.crops import Box, breast_mask, lesion_crops, random_tissue_crops, stable_seed
+from vdes_tune.data.crops import Box, breast_mask, lesion_crops, random_tissue_crops, region_mask, stable_seed
 from vdes_tune.data.denoise import denoise_crop
 from vdes_tune.data.registration import Registration, apply_shift, overlap, register
 from vdes_tune.remote import filesystem, is_uri
@@ -125,23 +125,39 @@ def process_pair(row: dict[str, Any], cfg: IngestConfig, want_overlay: bool = Fa
         if not specs:
             result.error = "no lesion region inside the LE/registered-DES overlap"
             result.error_file, result.error_kind = row["le_file"], "excluded"
+    lesions = _lesion_mask(row, le.shape, reg.tx, reg.ty) if row["pathology"] != "Normal" else None
     for k, spec in enumerate(specs):
         ys, xs = slice(spec.y0, spec.y0 + size), slice(spec.x0, spec.x0 + size)
+        lesion = lesions[ys, xs] if lesions is not None else np.zeros((size, size), np.uint8)
         led = denoise_crop(le, spec.x0, spec.y0, size, cfg.nlm_h, cfg.nlm_template, cfg.nlm_search)
         result.crops.append({
             "crop_id": f"{pair_id}_c{k}", "pair_id": pair_id, "patient_id": int(row["patient_id"]),
             "label": int(row["label"]), "pathology": row["pathology"], "source": spec.source,
             "region_line": spec.region_line, "centre_x": float(spec.cx), "centre_y": float(spec.cy),
             "origin_x": spec.x0, "origin_y": spec.y0, "tissue_fraction": spec.tissue_fraction,
-            "height": size, "width": size,
+            "height": size, "width": size, "lesion_fraction": float(lesion.mean()),
             "le": np.ascontiguousarray(le[ys, xs]).tobytes(),
             "led": np.ascontiguousarray(led).tobytes(),
             "des": np.ascontiguousarray(registered[ys, xs]).tobytes(),
+            "lesion": np.ascontiguousarray(lesion).tobytes(),
         })
     if want_overlay or reg.at_search_boundary:
         result.overlay_png = qa.overlay_png(le, registered, [(s.x0, s.y0) for s in specs], size,
                                             title=f"{pair_id} tx={reg.tx} ty={reg.ty}")
     return result
+
+
+def _lesion_mask(row: dict[str, Any], shape: tuple[int, int], tx: int, ty: int) -> np.ndarray:
+    """Every annotated region of the pair on the LE frame (DES drawings moved by the registration), 0/1 uint8:
+    what the lesion-aware image quality of the virtual DES is measured inside."""
+    mask = np.zeros(shape, np.uint8)
+    for key, dx, dy in (("le_regions", 0, 0), ("des_regions", tx, ty)):
+        for region in json.loads(row[key]):
+            try:
+                mask |= region_mask(region, shape, dx, dy).astype(np.uint8)
+            except (KeyError, TypeError, ValueError):
+                continue  # a malformed drawing was already reported by the reader; it only loses its pixels here
+    return mask
 
 
 def decode_image(blob: bytes, height: int, width: int) -> np.ndarray:

@@ -17,7 +17,8 @@ from vdes_tune.data.pairs import PairResult, process_pair
 from vdes_tune.remote import join, list_files
 
 IMAGE_COLUMNS = ("le", "led", "des")
-SHARD_COLUMNS = ("crop_id", "pair_id", "patient_id", "label", "source", "height", "width", *IMAGE_COLUMNS)
+# lesion: the crop's annotated lesion region (0/1 uint8, all 0 on normal crops), for lesion-aware image quality.
+SHARD_COLUMNS = ("crop_id", "pair_id", "patient_id", "label", "source", "height", "width", *IMAGE_COLUMNS, "lesion")
 # Every output row has every column with a typed default, so blocks always share one Arrow schema.
 _ROW_DEFAULTS: dict[str, Any] = {
     "kind": "", "pair_id": "", "file": "", "reason": "", "overlay_png": b"",
@@ -25,7 +26,7 @@ _ROW_DEFAULTS: dict[str, Any] = {
     "le_height": 0, "le_width": 0, "des_height": 0, "des_width": 0, "seconds": np.nan,
     "crop_id": "", "patient_id": 0, "label": -1, "pathology": "", "source": "", "region_line": -1,
     "centre_x": np.nan, "centre_y": np.nan, "origin_x": 0, "origin_y": 0, "tissue_fraction": np.nan,
-    "height": 0, "width": 0, "le": b"", "led": b"", "des": b"",
+    "height": 0, "width": 0, "lesion_fraction": np.nan, "le": b"", "led": b"", "des": b"", "lesion": b"",
 }
 
 
@@ -79,7 +80,7 @@ def ordered_execution() -> Iterator[None]:
 
 def metadata(ds: ray.data.Dataset) -> pd.DataFrame:
     """Every row of `process_pairs` output without the pixel columns, as pandas."""
-    return ds.drop_columns(list(IMAGE_COLUMNS)).to_pandas()
+    return ds.drop_columns([*IMAGE_COLUMNS, "lesion"]).to_pandas()
 
 
 class _PartNames(FilenameProvider):

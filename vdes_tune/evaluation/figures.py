@@ -96,3 +96,89 @@ def montage_sources(workspace: Any, plan: dict[str, Any], eval_dir: Path, count:
     order = ["LE", "LED", "real DES"] + sorted(k for k in columns if k.startswith("#"))
     labels = [f"{cid}\n{CLASS_NAMES[int(y)]}" for cid, y in zip(picks["crop_id"], picks["label"])]
     return {k: columns[k] for k in order}, labels
+
+
+def forest(answer: dict[str, Any]) -> bytes:
+    """Paired differences with their 95% intervals: each virtual DES against real DES (non-inferiority margin
+    dashed) and, with real DES, against no DES; F1 on top, ROC-AUC below."""
+    plt = _pyplot()
+    names = {int(k): v for k, v in answer["names"].items()}
+    real, base = answer["real"], answer["no_des"]
+    frame = pd.DataFrame(answer["comparisons"])
+    fig, axes = plt.subplots(2, 2, figsize=(11, 5.6), sharey="row")
+    colours = {"non-inferior": "tab:green", "better": "tab:green", "inferior": "tab:red", "worse": "tab:red",
+               "inconclusive": "tab:gray", "no clear difference": "tab:gray"}
+    for row, metric in enumerate(("f1", "roc_auc")):
+        margin = answer["margin"] if metric == "f1" else answer["auc_margin"]
+        for col, (ref, title) in enumerate(((real, f"vs real DES (#{real})"), (base, f"vs no DES (#{base})"))):
+            ax = axes[row][col]
+            part = frame[(frame["metric"] == metric) & (frame["reference"] == ref)] if len(frame) else frame
+            part = part.sort_values("arch", ascending=False) if len(part) else part
+            for y, (_, c) in enumerate(part.iterrows()):
+                colour = colours.get(c["verdict"], "k")
+                ax.errorbar(100 * c["diff"], y, xerr=[[100 * (c["diff"] - c["ci_low"])],
+                                                      [100 * (c["ci_high"] - c["diff"])]],
+                            fmt="o", color=colour, capsize=4)
+                ax.annotate(c["verdict"], (100 * c["ci_high"], y), xytext=(6, 0), textcoords="offset points",
+                            va="center", fontsize=8, color=colour)
+            ax.set_yticks(range(len(part)), [names.get(int(a), f"#{a}") for a in part["arch"]] if len(part) else [])
+            ax.axvline(0, color="k", lw=0.8)
+            if ref == real:
+                ax.axvline(-100 * margin, color="tab:red", ls="--", lw=0.8)
+            ax.set_xlabel(f"difference in test {'F1' if metric == 'f1' else 'ROC-AUC'} (points)")
+            ax.set_title(title if row == 0 else "", fontsize=10)
+            ax.grid(axis="x", alpha=0.3)
+            ax.margins(x=0.25)
+    fig.suptitle(f"Paired differences over {answer['repeats']} repeats and {answer['patients']} test patients "
+                 f"(95% CI; dashed: -{100 * answer['margin']:g}-point margin)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def reliability_diagram(curves: dict[int, pd.DataFrame], eces: dict[int, float], names: dict[int, str]) -> bytes:
+    """Observed malignant rate against mean predicted probability per bin, one line per architecture (test
+    split, repeats pooled), with the diagonal of perfect calibration."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.8, 5))
+    ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--", label="perfectly calibrated")
+    for arch, table in curves.items():
+        ax.plot(table["mean_predicted"], table["fraction_malignant"], marker="o", ms=3,
+                label=f"{names.get(arch, f'#{arch}')} (ECE {eces.get(arch, float('nan')):.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean predicted probability of malignant")
+    ax.set_ylabel("observed fraction malignant")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def quality_vs_gain(quality: pd.DataFrame, answer: dict[str, Any]) -> bytes:
+    """Each generator's image quality (whole crop and inside the lesion) against its F1 difference to no DES."""
+    plt = _pyplot()
+    gains = {int(c["arch"]): c for c in answer.get("comparisons", [])
+             if c["metric"] == "f1" and c["reference"] == answer.get("no_des")}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (measure, label) in zip(axes, (("psnr", "PSNR (dB)"), ("ssim", "SSIM"))):
+        for column, marker, what in ((measure, "o", "whole crop"), (f"lesion_{measure}", "s", "lesion region")):
+            if column not in quality.columns:
+                continue
+            for _, q in quality.iterrows():
+                c = gains.get(int(q["arch"]))
+                if c is None or q[column] is None or not np.isfinite(float(q[column])):
+                    continue
+                ax.errorbar(float(q[column]), 100 * c["diff"], yerr=[[100 * (c["diff"] - c["ci_low"])],
+                                                                      [100 * (c["ci_high"] - c["diff"])]],
+                            fmt=marker, capsize=3, color=f"C{int(q['arch'])}",
+                            label=f"#{int(q['arch'])} {what}")
+                ax.annotate(f"#{int(q['arch'])}", (float(q[column]), 100 * c["diff"]), xytext=(5, 4),
+                            textcoords="offset points", fontsize=8)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xlabel(f"virtual vs real DES, test split: {label}")
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(dict(zip(labels, handles)).values(), dict(zip(labels, handles)).keys(), fontsize=7)
+    axes[0].set_ylabel(f"test F1 difference to no DES (#{answer.get('no_des')}), points")
+    fig.tight_layout()
+    return _png(fig)

@@ -141,6 +141,16 @@ class JobRunner:
         write_json(path, data)
         self.workspace.push(path)
 
+    def _write_predictions(self, job: Job, run: Any, frames: dict[str, Any], scores: dict[str, Any]) -> str:
+        """predictions/<job>.parquet, written atomically before the job's record marks it done."""
+        folder = self.out / "predictions"
+        folder.mkdir(exist_ok=True)
+        tmp, final = folder / f".{job.id}.parquet.tmp", folder / f"{job.id}.parquet"
+        predictions_frame(job, frames, scores).to_parquet(tmp, index=False)
+        os.replace(tmp, final)
+        self.workspace.push(final)
+        return f"predictions/{final.name}"
+
     def run(self, job: Job) -> dict[str, Any]:
         """Train one job, or return its record when a previous attempt already finished it."""
         import json
@@ -175,6 +185,7 @@ class JobRunner:
             "history": result.history, "crops": run.crops, "attempt": attempt, "device": str(device),
             "node": socket.gethostname(), "node_id": self.node_id, "vdes_source": run.vdes_source,
         }
+        record["predictions"] = self._write_predictions(job, run, frames, result.best_scores)
         if arch.end_to_end and run.task.generator is not None:
             record["image"] = _generator_quality(run, result.best_state, frames["test"], device)
         if self.save_weights == "all" or (self.save_weights == "first" and job.repeat == 0):
@@ -189,23 +200,52 @@ class JobRunner:
         return record
 
 
+PREDICTION_COLUMNS = ("job_id", "arch", "repeat", "crop_id", "patient_id", "split", "label", "score")
+
+
+def predictions_frame(job: Job, frames: dict[str, Any], scores: dict[str, Any]) -> Any:
+    """Per-crop malignant probabilities of the best-validation epoch: one row per val/test crop, in the
+    evaluation loader's order (the frame's order)."""
+    import pandas as pd
+
+    parts = []
+    for split in ("val", "test"):
+        if split not in scores:
+            continue
+        frame, score = frames[split], np.asarray(scores[split], np.float32)
+        if len(frame) != len(score):
+            raise RuntimeError(f"{job.id}: {len(score)} {split} scores for {len(frame)} crops")
+        parts.append(pd.DataFrame({
+            "job_id": job.id, "arch": job.arch, "repeat": job.repeat, "crop_id": frame["crop_id"].to_numpy(),
+            "patient_id": frame["patient_id"].to_numpy().astype(np.int64), "split": split,
+            "label": frame["label"].to_numpy().astype(np.int8), "score": score}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(PREDICTION_COLUMNS))
+
+
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
 def _generator_quality(run: Any, best_state: dict[str, Any], test: Any, device: Any) -> dict[str, float]:
-    """PSNR, SSIM, MSE and L1 of #5's co-trained U-Net (best epoch) against the real DES on the test split."""
-    from torch.utils.data import DataLoader
+    """Whole-crop and lesion-region quality of #5's co-trained U-Net (best epoch) against the real DES, test split."""
+    import torch
 
-    from vdes_tune.training.data import CropDataset
-    from vdes_tune.training.tasks import evaluate_generator
+    from vdes_tune.evaluation.quality import stack_images, quality, test_masks
+    from vdes_tune.training.engine import to_device
+    from vdes_tune.training.tasks import autocast_for
 
     generator = run.task.generator
     generator.load_state_dict(best_state["generator"])
     generator.eval()
-    batches = DataLoader(CropDataset(test, ("le", "des")), batch_size=run.cfg.batch_size)
-    scores = evaluate_generator(generator, batches, device)
-    return {k: float(scores[k]) for k in ("psnr", "ssim", "mse", "l1")}
+    le = torch.from_numpy(stack_images(test, "le"))[:, None].float() / 255.0
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(le), run.cfg.batch_size):
+            with autocast_for(device):
+                out = generator(to_device(le[start:start + run.cfg.batch_size], device))
+            outputs.append(out.float().clamp(0, 1)[:, 0].cpu())
+    scores = quality(torch.cat(outputs).numpy(), stack_images(test, "des") / 255.0, test_masks(test))
+    return {k: float(v) for k, v in scores.items() if k != "n"}
 
 
 def check_archs(plans: dict[int, ArchPlan]) -> None:

@@ -30,6 +30,7 @@ from vdes_tune.workspace import SCHEMA_VERSION, Workspace, dataset_fingerprint, 
 
 GENERATOR_OF = {4: "unet", 6: "cyclegan"}  # the pre-trained generators, trained once per evaluation
 RESULTS = "results.parquet"
+PREDICTIONS = "predictions.parquet"
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def _write_plan(out: Path, cfg: EvaluateConfig, plans: dict[int, ArchPlan], vdes
             raise BadInputError(f"{out}: holds an evaluation with {what}; choose another --run or pass --force "
                                 f"to discard it")
     elif path.is_file() and force:
-        for sub in ("jobs", "running", "weights"):
+        for sub in ("jobs", "running", "weights", "predictions"):
             shutil.rmtree(out / sub, ignore_errors=True)
     (out / "jobs").mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "running", ignore_errors=True)  # attempts of a killed run: informational only
@@ -174,17 +175,26 @@ def _write_plan(out: Path, cfg: EvaluateConfig, plans: dict[int, ArchPlan], vdes
 
 
 def collect(out: Path, jobs: list[Job]) -> pd.DataFrame:
-    """results.parquet (and .csv): exactly one row per finished job of this plan, written atomically."""
-    rows = []
+    """results.parquet (and .csv): exactly one row per finished job of this plan, and predictions.parquet:
+    the per-crop scores of those jobs (jobs finished before predictions were kept have none); atomic."""
+    from vdes_tune.evaluation.jobs import PREDICTION_COLUMNS
+
+    rows, predictions = [], []
     for job in jobs:
         path = out / "jobs" / f"{job.id}.json"
         if path.is_file():
             rows.append(result_row(json.loads(path.read_text())))
+            scores = out / "predictions" / f"{job.id}.parquet"
+            if scores.is_file():
+                predictions.append(pd.read_parquet(scores))
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame = frame.sort_values(["arch", "repeat"]).reset_index(drop=True)
+    scores_frame = (pd.concat(predictions, ignore_index=True) if predictions
+                    else pd.DataFrame(columns=list(PREDICTION_COLUMNS)))
     for name, write in ((RESULTS, lambda p: frame.to_parquet(p, index=False)),
-                        ("results.csv", lambda p: frame.to_csv(p, index=False))):
+                        ("results.csv", lambda p: frame.to_csv(p, index=False)),
+                        (PREDICTIONS, lambda p: scores_frame.to_parquet(p, index=False))):
         tmp = out / f".{name}.tmp"
         write(tmp)
         os.replace(tmp, out / name)

@@ -1,5 +1,6 @@
-"""report/<run>/: the paper's tables with statistics (CSV and JSON), figures, report.md and a
-self-contained report.html, from an evaluation's results and the artifacts that made it."""
+"""report/<run>/: the answer first (a sentence, a forest plot and the verdicts), then the figures, then the
+paper's tables with their statistics (collapsed in the HTML; CSV and JSON beside), as report.md and a
+self-contained report.html, from an evaluation's results, its per-crop predictions and what made them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from vdes_tune import __version__
 from vdes_tune.errors import BadInputError
-from vdes_tune.evaluation import figures, stats
+from vdes_tune.evaluation import calibration, figures, paired, quality, search_view, stats
 from vdes_tune.workspace import SCHEMA_VERSION, Workspace, atomic_dir, read_manifest, write_json
 
 LEADERBOARD_ROWS = 10
@@ -42,27 +43,6 @@ def table2(plan: dict[str, Any]) -> pd.DataFrame:
             rows.insert(0, "experiment", Path(path).stem)
             parts.append(rows)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["experiment"])
-
-
-def image_quality(workspace: Workspace, plan: dict[str, Any], results: pd.DataFrame) -> pd.DataFrame:
-    """PSNR, SSIM, MSE (and L1) of each virtual DES against the real DES on the test split: the pre-trained
-    generators' best epoch (#4, #6) and the mean over repeats of #5's co-trained U-Net."""
-    rows = []
-    for arch, name in sorted(plan.get("vdes", {}).items()):
-        made = read_manifest(workspace.vdes(name)) or {}
-        gen = workspace.generator(str(made.get("name", name)))
-        metrics_file = gen / "metrics.json"
-        if not metrics_file.is_file():
-            continue
-        found = json.loads(metrics_file.read_text())
-        test = found.get("test") or {}
-        rows.append({"arch": int(arch), "generator": f"{found.get('model', '?')} ({gen.name})", "split": "test",
-                     "n": test.get("n"), "repeats": 1, **{k: test.get(k) for k in ("psnr", "ssim", "mse", "l1")}})
-    e2e = results[results["arch"] == 5] if "image_psnr" in results.columns else results.iloc[0:0]
-    if len(e2e):
-        rows.append({"arch": 5, "generator": "unet (end-to-end, per repeat)", "split": "test", "n": None,
-                     "repeats": len(e2e), **{k: float(e2e[f"image_{k}"].mean()) for k in ("psnr", "ssim", "mse", "l1")}})
-    return pd.DataFrame(rows, columns=["arch", "generator", "split", "n", "repeats", "psnr", "ssim", "mse", "l1"])
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -100,8 +80,76 @@ def table3_display(t3: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def build(work: str | Path, run: str = "main") -> dict[str, Any]:
-    """Write report/<run>/ from eval/<run>/; returns the paths and the tables."""
+def study_answer(results: pd.DataFrame, predictions: pd.DataFrame | None,
+                 cfg: paired.AnalysisConfig = paired.AnalysisConfig()) -> dict[str, Any]:
+    """The answer from per-crop predictions (repeats and patients), or, for a run that predates them, from the
+    per-repeat results alone (real DES's gain over no DES and the share each virtual DES recovers)."""
+    names = {int(a): f"#{int(a)} {n}" for a, n in results.groupby("arch")["arch_name"].first().items()}
+    note = "per-crop predictions are missing (the run predates them)"
+    if predictions is not None and len(predictions):
+        try:
+            return {"method": "repeats and patients", **paired.analyse(predictions, cfg, names)}
+        except BadInputError as exc:
+            note = str(exc)
+    gain = stats.des_gain(results, le=cfg.no_des, real=cfg.real, virtual=cfg.virtual, boot=cfg.bootstrap,
+                          seed=cfg.seed, confidence=cfg.confidence)
+    return {"method": "repeats only", **gain,
+            "sentence": stats.answer_sentence(gain, names) + f" (Intervals over repeats only: {note}.)"}
+
+
+def answer_of(eval_dir: Path, cfg: paired.AnalysisConfig | None = None) -> dict[str, Any]:
+    """The answer of the evaluation in `eval_dir` (results.parquet and predictions.parquet)."""
+    results = pd.read_parquet(eval_dir / "results.parquet")
+    path = eval_dir / "predictions.parquet"
+    predictions = pd.read_parquet(path) if path.is_file() else None
+    if cfg is None:
+        plan = eval_dir / "plan.json"
+        data = json.loads(plan.read_text())["config"].get("analysis") if plan.is_file() else None
+        cfg = paired.analysis_config(data)
+    return study_answer(results, predictions, cfg)
+
+
+def verdict_table(answer: dict[str, Any]) -> pd.DataFrame:
+    """One row per virtual DES: F1 and ROC-AUC differences to real DES and to no DES with their intervals and
+    verdicts, and the fraction of the real-DES gain recovered."""
+    if answer.get("method") != "repeats and patients":
+        return pd.DataFrame()
+    rows = []
+    by = {(c["metric"], c["arch"], c["reference"]): c for c in answer["comparisons"]}
+    archs = sorted({c["arch"] for c in answer["comparisons"] if c["arch"] != answer["real"]})
+    for arch in archs:
+        row: dict[str, Any] = {"architecture": answer["names"].get(str(arch), f"#{arch}")}
+        for metric, label in (("f1", "F1"), ("roc_auc", "AUC")):
+            for ref, what in ((answer["real"], "vs real DES"), (answer["no_des"], "vs no DES")):
+                c = by.get((metric, arch, ref))
+                if c is not None:
+                    row[f"{label} {what}"] = (f"{100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, "
+                                              f"{100 * c['ci_high']:+.1f}] {c['verdict']}")
+            frac = (answer.get("recovered", {}).get(str(arch)) or {}).get(metric)
+            if frac is not None:
+                row[f"{label} gain recovered"] = (f"{paired.percent(frac['fraction'])} "
+                                                  f"[{paired.percent(frac['ci_low'], '')}, "
+                                                  f"{paired.percent(frac['ci_high'], '')}]")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _search_summaries(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The searches behind the evaluation's configurations, for their figures; one that cannot be read is skipped."""
+    found = []
+    for path in plan["config"].get("configs", []):
+        where = search_view.experiment_of_best_file(path)
+        if not where:
+            continue
+        try:
+            found.append(search_view.summary(search_view.load_experiment(where)))
+        except (BadInputError, OSError, ValueError, RuntimeError):
+            continue
+    return found
+
+
+def build(work: str | Path, run: str = "main", margin: float | None = None) -> dict[str, Any]:
+    """Write report/<run>/ from eval/<run>/; returns the paths, the tables and the answer."""
     workspace = Workspace.at(work)
     eval_dir = workspace.pull(workspace.evaluation(run))
     results_path = eval_dir / "results.parquet"
@@ -111,17 +159,41 @@ def build(work: str | Path, run: str = "main") -> dict[str, Any]:
     if results.empty:
         raise BadInputError(f"{results_path}: no finished job yet")
     plan = json.loads((eval_dir / "plan.json").read_text())
+    cfg = paired.analysis_config(plan["config"].get("analysis"), margin=margin)
+    predictions_path = eval_dir / "predictions.parquet"
+    predictions = pd.read_parquet(predictions_path) if predictions_path.is_file() else None
     workspace.pull(workspace.dataset.root)  # what the tables and figures read, for a URI workspace
     for name in plan.get("vdes", {}).values():
         made = read_manifest(workspace.pull(workspace.vdes(name))) or {}
         workspace.pull(workspace.generator(str(made.get("name", name))))
     manifest = read_manifest(eval_dir) or {}
-    tables = {"table1": table1(workspace), "table2": table2(plan), "table3": stats.table3(results),
-              "paired_tests": stats.paired_tests(results), "image_quality": image_quality(workspace, plan, results)}
-    answer = answer_of(results)
-    pngs = {"f1_distribution.png": figures.f1_distribution(results)}
+    names = {int(a): f"#{int(a)} {n}" for a, n in results.groupby("arch")["arch_name"].first().items()}
+    answer = study_answer(results, predictions, cfg)
+    has_predictions = predictions is not None and len(predictions) > 0
+    tables = {"answer": paired.comparisons_frame(answer) if answer.get("method") == "repeats and patients"
+              else pd.DataFrame(), "table1": table1(workspace), "table2": table2(plan),
+              "table3": stats.table3(results), "paired_tests": stats.paired_tests(results),
+              "calibration": (calibration.calibration_table(predictions, cfg.calibration_bins, names)
+                              if has_predictions else pd.DataFrame()),
+              "image_quality": quality.image_quality(workspace, plan, results)}
+    pngs: dict[str, bytes] = {}
+    if answer.get("method") == "repeats and patients":
+        pngs["forest.png"] = figures.forest(answer)
+    pngs["f1_distribution.png"] = figures.f1_distribution(results)
+    if has_predictions:
+        cal = tables["calibration"]
+        pngs["calibration.png"] = figures.reliability_diagram(
+            calibration.reliability_curves(predictions, cfg.calibration_bins),
+            dict(zip(cal["arch"], cal["ece_pooled"])), names)
+    if len(tables["image_quality"]) and answer.get("method") == "repeats and patients":
+        pngs["quality_vs_gain.png"] = figures.quality_vs_gain(tables["image_quality"], answer)
     columns, labels = figures.montage_sources(workspace, plan, eval_dir)
     pngs["montage.png"] = figures.montage(columns, labels)
+    searches = _search_summaries(plan)
+    for found in searches:
+        for name, data in found["figures"].items():
+            pngs[f"{found['experiment']}-{name}"] = data
+        tables[f"importance-{found['experiment']}"] = found["importance"]
     qa = sorted(workspace.dataset.qa.glob("overlay_*.png"))[:2]
     final = workspace.report(run)
     with atomic_dir(final) as tmp:
@@ -134,64 +206,102 @@ def build(work: str | Path, run: str = "main") -> dict[str, Any]:
         for name, frame in tables.items():
             frame.to_csv(tmp / "tables" / f"{name}.csv", index=False)
         doc = {name: json.loads(frame.to_json(orient="records")) for name, frame in tables.items()}
-        doc["answer"] = json.loads(json.dumps(answer, default=float).replace("NaN", "null"))
+        doc["answer"] = _json_safe({k: v for k, v in answer.items()})
         write_json(tmp / "tables" / "tables.json", doc)
         context = {"run": run, "results": len(results), "expected": manifest.get("jobs", len(results)),
-                   "answer": answer["sentence"],
-                   "failed": manifest.get("failed", []), "seed": plan.get("seed"), "plan": plan,
+                   "answer": answer, "verdicts": verdict_table(answer), "searches": searches,
+                   "failed": manifest.get("failed", []), "seed": plan.get("seed"), "plan": plan, "analysis": cfg,
                    "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-        figure_files = sorted(p.name for p in (tmp / "figures").iterdir())
+        figure_files = [n for n in FIGURE_ORDER if n in pngs] + sorted(
+            p.name for p in (tmp / "figures").iterdir() if p.name not in FIGURE_ORDER)
         (tmp / "report.md").write_text(_markdown(tables, context, figure_files))
         (tmp / "report.html").write_text(_html(tables, context, {n: (tmp / "figures" / n).read_bytes()
                                                                  for n in figure_files}))
         write_json(tmp / "manifest.json", {
             "schema_version": SCHEMA_VERSION, "stage": "report", "vdes_tune_version": __version__, "run": run,
             "inputs": {"results_sha256": hashlib.sha256(results_path.read_bytes()).hexdigest()[:16],
+                       "predictions_sha256": (hashlib.sha256(predictions_path.read_bytes()).hexdigest()[:16]
+                                              if predictions_path.is_file() else None),
                        "plan": plan.get("config")},
-            "rows": len(results), "complete": True,
+            "analysis": {**paired_config_dict(cfg)}, "rows": len(results), "complete": True,
         })
     workspace.push(final)
     # The report files as this machine can open them (the mirror, for a URI workspace).
     return {"output": workspace.location(final), "report_md": str(final / "report.md"),
             "report_html": str(final / "report.html"), "tables": tables, "rows": len(results),
-            "answer": answer["sentence"]}
+            "answer": answer["sentence"], "answer_detail": answer}
 
 
-def answer_of(results: pd.DataFrame) -> dict[str, Any]:
-    """The study's answer on test F1: real DES's gain over LE and the share each virtual DES recovers."""
-    names = {int(a): f"#{int(a)} {n}" for a, n in results.groupby("arch")["arch_name"].first().items()}
-    gain = stats.des_gain(results)
-    return {**gain, "sentence": stats.answer_sentence(gain, names)}
+def paired_config_dict(cfg: paired.AnalysisConfig) -> dict[str, Any]:
+    """The analysis settings as recorded in the report's manifest."""
+    from vdes_tune.config import to_dict
+
+    return to_dict(cfg)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null; numpy scalars become Python numbers (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+FIGURE_ORDER = ("forest.png", "f1_distribution.png", "calibration.png", "quality_vs_gain.png", "montage.png")
+FIGURE_TITLES = {"forest.png": "The answer: paired differences with 95% intervals",
+                 "f1_distribution.png": "F1 over repeats per architecture",
+                 "calibration.png": "Calibration of the malignant probability (test split, repeats pooled)",
+                 "quality_vs_gain.png": "Image quality of each virtual DES against its classification gain",
+                 "montage.png": "Same test crops: LE, LED, real DES and each virtual DES (cf. paper Figure 4)"}
+
+
+def figure_title(name: str) -> str:
+    """The caption of a report figure."""
+    if name in FIGURE_TITLES:
+        return FIGURE_TITLES[name]
+    for suffix, title in search_view.SEARCH_TITLES.items():
+        if name.endswith(suffix):
+            return f"Search {name.removesuffix('-' + suffix)}: {title.lower()}"
+    return f"Registration QA: {name.removesuffix('.png')}"
 
 
 def _sections(tables: dict[str, pd.DataFrame]) -> list[tuple[str, str, pd.DataFrame]]:
-    """(title, explanation, table) in report order."""
+    """(title, explanation, table) of the statistics tables, in report order."""
     tests = tables["paired_tests"]
     shown_tests = tests[tests["metric"].isin(["test_f1", "test_accuracy"])] if len(tests) else tests
     cols = ["reference", "metric", "arch", "architecture", "mean", "reference_mean", "mean_diff", "diff_ci_low",
             "diff_ci_high", "statistic", "p_value", "p_holm", "rank_biserial", "cohens_dz", "pairs"]
-    return [
+    out = [
+        ("Paired differences behind the answer", "Test F1 and ROC-AUC of each architecture minus a reference (#3 real "
+         "DES, #1 and #2 no DES), paired by repeat; 95% interval from the spread over repeats plus the patient-level "
+         "bootstrap of the test crops (se_repeats, se_patients); verdicts against the margin (vs real DES) or 0.",
+         tables["answer"]),
+        ("Table 3: accuracy and F1 per architecture",
+         "mean (sample std) [95% t confidence interval of the mean] over the repeats; test metrics are read at the "
+         "epoch of best validation F1.", table3_display(tables["table3"])),
+        ("Calibration", "Expected calibration error of the malignant probability on the test split (10 equal-width "
+         "bins): mean over repeats with its 95% t interval, and pooled over repeats.", tables["calibration"]),
+        ("Image quality of the virtual DES", "Against the real DES on the test split (images in [0, 1]; PSNR in dB): "
+         "over the whole crop, and inside the annotated lesion regions (lesion_*), with the lesion's "
+         "contrast-to-noise ratio on the virtual and the real DES.", tables["image_quality"]),
         ("Table 1: crops per split and class", "Patient-level, stratified splits of the ingested crops.",
          tables["table1"]),
         ("Table 2: search leaderboards", f"Best {LEADERBOARD_ROWS} trials of each search the configurations came "
          "from (objective: mean over its seeds of each seed's best-validation-epoch metric; every column in "
          "tables/table2.csv).", table2_display(tables["table2"])),
-        ("Table 3: accuracy and F1 per architecture",
-         "mean (sample std) [95% t confidence interval of the mean] over the repeats; test metrics are read at the "
-         "epoch of best validation F1.", table3_display(tables["table3"])),
-        ("Paired tests across repeats",
+        ("Wilcoxon tests across repeats",
          "Wilcoxon signed-rank (two-sided) of each architecture against #3 (real DES) and #2 (no DES), paired by "
          "repeat (same data order and initialisation seed); mean_diff = architecture - reference with its 95% t "
          "interval; rank-biserial correlation and Cohen's d_z as effect sizes; p_holm: Holm-adjusted within each "
          "reference and metric. Validation metrics are in tables/paired_tests.csv.",
          shown_tests[[c for c in cols if c in shown_tests.columns]]),
-        ("Image quality of the virtual DES", "Against the real DES on the test split (images in [0, 1]; PSNR in dB).",
-         tables["image_quality"]),
     ]
-
-
-FIGURE_TITLES = {"f1_distribution.png": "F1 over repeats per architecture",
-                 "montage.png": "Same test crops: LE, LED, real DES and each virtual DES (cf. paper Figure 4)"}
+    return [(t, x, f) for t, x, f in out if len(f) or not t.startswith(("Paired differences", "Calibration"))]
 
 
 def _header(ctx: dict[str, Any]) -> str:
@@ -203,33 +313,75 @@ def _header(ctx: dict[str, Any]) -> str:
             f"generated {ctx['created']}.")
 
 
+def _method(ctx: dict[str, Any]) -> str:
+    a, cfg = ctx["answer"], ctx["analysis"]
+    if a.get("method") != "repeats and patients":
+        return "Intervals over repeats only."
+    return (f"Test split: {a['crops']} crops of {a['patients']} patients, {a['repeats']} paired repeats. Intervals: "
+            f"{round(100 * cfg.confidence)}%, from the spread over repeats plus a {cfg.bootstrap}-draw patient-level "
+            f"bootstrap (seed {cfg.seed}). Non-inferiority margin {100 * cfg.margin:g} F1 points "
+            f"({100 * cfg.auc_margin:g} AUC points); no-DES reference #{cfg.no_des}; F1 at probability "
+            f"{cfg.threshold:g}.")
+
+
 def _markdown(tables: dict[str, pd.DataFrame], ctx: dict[str, Any], figure_files: list[str]) -> str:
-    parts = [f"# vdes-tune report: {ctx['run']}\n", _header(ctx) + "\n", f"**Answer.** {ctx['answer']}\n"]
-    for title, text, frame in _sections(tables):
-        parts += [f"## {title}\n", text + "\n", markdown_table(frame) if len(frame) else "(none)\n"]
+    parts = [f"# vdes-tune report: {ctx['run']}\n", f"**Answer.** {ctx['answer']['sentence']}\n",
+             _method(ctx) + "\n", _header(ctx) + "\n"]
+    if len(ctx["verdicts"]):
+        parts.append(markdown_table(ctx["verdicts"]))
     parts.append("## Figures\n")
     for name in figure_files:
-        title = FIGURE_TITLES.get(name, f"Registration QA: {name.removesuffix('.png')}")
-        parts.append(f"### {title}\n\n![{title}](figures/{name})\n")
+        parts.append(f"### {figure_title(name)}\n\n![{figure_title(name)}](figures/{name})\n")
+    parts.append("## Tables\n\nEvery table is also in tables/ as CSV, and all of them in tables/tables.json.\n")
+    for title, text, frame in _sections(tables):
+        parts += [f"### {title}\n", text + "\n", markdown_table(frame) if len(frame) else "(none)\n"]
     return "\n".join(parts)
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+         "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
+         "th{background:#f3f3f3}img{max-width:100%}figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}"
+         ".answer{font-size:1.15em;background:#f4f8ff;border-left:4px solid #3b6fd8;padding:0.8em 1em}"
+         "details{margin:0.6em 0}summary{cursor:pointer;font-weight:bold}.meta{color:#555;font-size:13px}")
+
+# Marks the page once loaded: which images failed to decode and which script errors happened, so a headless
+# browser (benchmarks/render_report.py) can tell a broken report from a good one.
+RENDER_CHECK = ("<script>window.__errors=[];window.addEventListener('error',function(e){window.__errors.push("
+                "String(e.message||e.type))},true);window.addEventListener('load',function(){var bad=[];"
+                "document.querySelectorAll('img').forEach(function(i){if(!i.complete||i.naturalWidth===0)"
+                "bad.push(i.alt||'image')});var m=document.createElement('pre');m.id='render-check';"
+                "m.style.display='none';m.textContent=JSON.stringify({images:document.images.length,broken:bad,"
+                "errors:window.__errors});document.body.appendChild(m)});</script>")
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained HTML page with the report style and the render check."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style>{RENDER_CHECK}</head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+
+
+def img_tag(data: bytes, alt: str) -> str:
+    """An inline PNG."""
+    return f"<img alt='{html.escape(alt, quote=True)}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>"
 
 
 def _html(tables: dict[str, pd.DataFrame], ctx: dict[str, Any], images: dict[str, bytes]) -> str:
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
-             "th{background:#f3f3f3}img{max-width:100%}")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>vdes-tune report: {html.escape(ctx['run'])}"
-             f"</title><style>{style}</style></head><body>",
-             f"<h1>vdes-tune report: {html.escape(ctx['run'])}</h1><p>{html.escape(_header(ctx))}</p>",
-             f"<p><b>Answer.</b> {html.escape(ctx['answer'])}</p>"]
+    parts = [f"<p class='answer'><b>Answer.</b> {html.escape(ctx['answer']['sentence'])}</p>"]
+    if "forest.png" in images:
+        parts.append(f"<figure>{img_tag(images['forest.png'], figure_title('forest.png'))}<figcaption>"
+                     f"{html.escape(figure_title('forest.png'))}</figcaption></figure>")
+    if len(ctx["verdicts"]):
+        parts.append(ctx["verdicts"].to_html(index=False, escape=True))
+    parts.append(f"<p class='meta'>{html.escape(_method(ctx))}<br>{html.escape(_header(ctx))}</p><h2>Figures</h2>")
+    for name, data in images.items():
+        if name == "forest.png":
+            continue
+        parts.append(f"<figure>{img_tag(data, figure_title(name))}<figcaption>{html.escape(figure_title(name))}"
+                     f"</figcaption></figure>")
+    parts.append("<h2>Tables</h2><p>Every table is also in tables/ as CSV, and all of them in tables/tables.json."
+                 "</p>")
     for title, text, frame in _sections(tables):
         shown = frame.map(_fmt) if len(frame) else frame
-        parts += [f"<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p>",
-                  shown.to_html(index=False, escape=True) if len(frame) else "<p>(none)</p>"]
-    parts.append("<h2>Figures</h2>")
-    for name, data in images.items():
-        title = FIGURE_TITLES.get(name, f"Registration QA: {name.removesuffix('.png')}")
-        parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
-                     f"src='data:image/png;base64,{base64.b64encode(data).decode()}'>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        parts.append(f"<details><summary>{html.escape(title)}</summary><p>{html.escape(text)}</p>"
+                     + (shown.to_html(index=False, escape=True) if len(frame) else "<p>(none)</p>") + "</details>")
+    return html_page(f"vdes-tune report: {ctx['run']}", "\n".join(parts))

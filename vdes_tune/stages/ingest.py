@@ -165,7 +165,7 @@ def _write_tables(out: Path, cfg: IngestConfig, pairs: pd.DataFrame, reg: pd.Dat
                 "le_width", "des_height", "des_width", "seconds"]
     reg[reg_cols].reset_index(drop=True).to_parquet(out / "registration.parquet", index=False)
     crop_cols = ["crop_id", "pair_id", "patient_id", "label", "pathology", "split", "source", "region_line",
-                 "centre_x", "centre_y", "origin_x", "origin_y", "tissue_fraction", "height", "width"]
+                 "centre_x", "centre_y", "origin_x", "origin_y", "tissue_fraction", "lesion_fraction", "height", "width"]
     crops[crop_cols].to_parquet(out / "crops.parquet", index=False)
     write_json(out / "splits.json", split_record(assignment, cfg.split_fractions, cfg.seed))
     with open(out / "rejected.csv", "w", newline="") as handle:

@@ -36,6 +36,12 @@ class FitResult:
     best_test: dict[str, Any] = field(default_factory=dict)
     best_state: dict[str, Any] = field(default_factory=dict)
     stopped_early: bool = False
+    # Per-sample outputs of the chosen epoch by split ("val", "test"), for tasks whose evaluate() returns
+    # them under SCORES; kept out of `history` so records and checkpoints stay small.
+    best_scores: dict[str, Any] = field(default_factory=dict)
+
+
+SCORES = "scores"  # an evaluate() key holding per-sample outputs in loader order, not a metric
 
 
 def seed_everything(seed: int) -> None:
@@ -147,6 +153,7 @@ class Fitter:
         val_metrics = task.evaluate(self.val)
         # Test is read every epoch but only ever reported for the epoch chosen on validation.
         test_metrics = task.evaluate(self.test) if self.test is not None else {}
+        scores = {split: m.pop(SCORES) for split, m in (("val", val_metrics), ("test", test_metrics)) if SCORES in m}
         record = {"epoch": epoch, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                   "val": val_metrics, "test": test_metrics, "seconds": time.perf_counter() - start}
         result.history.append(record)
@@ -154,6 +161,7 @@ class Fitter:
         if _better(key, self.best):
             self.best = key
             result.best_epoch, result.best_val, result.best_test = epoch, val_metrics, test_metrics
+            result.best_scores = scores
             if self.keep_best_state:
                 result.best_state = _cpu_copy(task.state_dict())
         self.epoch += 1

@@ -50,19 +50,53 @@ def classification_metrics(y_true: np.ndarray, prob_malignant: np.ndarray, thres
     }
 
 
-def image_metrics(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0) -> dict:
-    """MSE, PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5) of images in [0, data_range], N x H x W."""
+def ssim_map(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+    """Per-pixel SSIM of two H x W images (Gaussian window 11, sigma 1.5, reflected border)."""
     import cv2
 
+    p, t = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    blur = lambda a: cv2.GaussianBlur(a, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    mp, mt = blur(p), blur(t)
+    vp, vt, cov = blur(p * p) - mp ** 2, blur(t * t) - mt ** 2, blur(p * t) - mp * mt
+    return ((2 * mp * mt + c1) * (2 * cov + c2)) / ((mp ** 2 + mt ** 2 + c1) * (vp + vt + c2))
+
+
+def image_metrics(pred: np.ndarray, target: np.ndarray, data_range: float = 1.0) -> dict:
+    """MSE, PSNR (dB) and SSIM (Gaussian window 11, sigma 1.5) of images in [0, data_range], N x H x W."""
     pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
     mse = float(np.mean((pred - target) ** 2))
     psnr = float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    scores = []
-    for p, t in zip(pred.reshape(-1, *pred.shape[-2:]), target.reshape(-1, *target.shape[-2:])):
-        blur = lambda a: cv2.GaussianBlur(a, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)  # noqa: E731
-        mp, mt = blur(p), blur(t)
-        vp, vt, cov = blur(p * p) - mp ** 2, blur(t * t) - mt ** 2, blur(p * t) - mp * mt
-        ssim_map = ((2 * mp * mt + c1) * (2 * cov + c2)) / ((mp ** 2 + mt ** 2 + c1) * (vp + vt + c2))
-        scores.append(ssim_map[5:-5, 5:-5].mean())  # drop the border the window cannot fill
+    scores = [ssim_map(p, t, data_range)[5:-5, 5:-5].mean()  # drop the border the window cannot fill
+              for p, t in zip(pred.reshape(-1, *pred.shape[-2:]), target.reshape(-1, *target.shape[-2:]))]
     return {"mse": mse, "psnr": psnr, "ssim": float(np.mean(scores))}
+
+
+def cnr(image: np.ndarray, mask: np.ndarray) -> float:
+    """Contrast-to-noise ratio of a region: (mean inside - mean outside) / std outside (NaN without both)."""
+    inside, outside = image[mask], image[~mask]
+    if inside.size == 0 or outside.size < 2 or outside.std() == 0:
+        return float("nan")
+    return float((inside.mean() - outside.mean()) / outside.std())
+
+
+def lesion_metrics(pred: np.ndarray, target: np.ndarray, masks: np.ndarray, data_range: float = 1.0) -> dict:
+    """Image quality inside the annotated lesions (N x H x W images, boolean masks): MSE and PSNR over the
+    lesion pixels of all crops, SSIM averaged over them, and the lesion's contrast-to-noise ratio on the
+    virtual and the real DES with their mean absolute difference. Crops without lesion pixels are left out."""
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    masks = np.asarray(masks, bool).reshape(pred.shape)
+    keep = masks.reshape(len(masks), -1).any(axis=1)
+    if not keep.any():
+        nan = float("nan")
+        return {"lesion_crops": 0, "lesion_mse": nan, "lesion_psnr": nan, "lesion_ssim": nan,
+                "lesion_cnr": nan, "lesion_cnr_real": nan, "lesion_cnr_error": nan}
+    pred, target, masks = pred[keep], target[keep], masks[keep]
+    mse = float(np.mean((pred[masks] - target[masks]) ** 2))
+    ssim = np.concatenate([ssim_map(p, t, data_range)[m] for p, t, m in zip(pred, target, masks)])
+    virtual = np.array([cnr(p, m) for p, m in zip(pred, masks)])
+    real = np.array([cnr(t, m) for t, m in zip(target, masks)])
+    return {"lesion_crops": int(keep.sum()), "lesion_mse": mse,
+            "lesion_psnr": float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse)),
+            "lesion_ssim": float(ssim.mean()), "lesion_cnr": float(np.nanmean(virtual)),
+            "lesion_cnr_real": float(np.nanmean(real)), "lesion_cnr_error": float(np.nanmean(np.abs(virtual - real)))}

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdes_tune.models.architectures import Architecture, compose
-from vdes_tune.training.engine import adam, prepare_device, to_device
+from vdes_tune.training.engine import SCORES, adam, prepare_device, to_device
 from vdes_tune.training.metrics import classification_metrics, image_metrics
 
 
@@ -74,7 +74,7 @@ class ClassificationTask:
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Any]) -> dict[str, Any]:
-        """Metrics of the malignant probability over a loader."""
+        """Metrics of the malignant probability over a loader, and the probabilities themselves (SCORES)."""
         labels, probs, losses = [], [], []
         for images, y in batches:
             with self.autocast:
@@ -82,9 +82,9 @@ class ClassificationTask:
             probs.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
             losses.append(F.cross_entropy(logits.float(), y.to(self.device), reduction="sum").item())
             labels.append(y)
-        y_true = torch.cat(labels).numpy()
-        return {**classification_metrics(y_true, torch.cat(probs).numpy()),
-                "loss": float(sum(losses) / max(len(y_true), 1))}
+        y_true, scores = torch.cat(labels).numpy(), torch.cat(probs).numpy()
+        return {**classification_metrics(y_true, scores), "loss": float(sum(losses) / max(len(y_true), 1)),
+                SCORES: scores}
 
     def state_dict(self) -> dict[str, Any]:
         """Weights of everything the task trains or uses."""
