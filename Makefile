@@ -26,7 +26,11 @@ bench: $(BIN)/vdes-tune
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/demo.py
+	$(BIN)/python benchmarks/answer_calibration.py
 	$(BIN)/python benchmarks/cluster.py
+	@# The report in a real browser, where one is installed (Debian: apt install chromium).
+	@if command -v chromium >/dev/null; then $(BIN)/vdes-tune demo --work $(WORK) >/dev/null && \
+		$(BIN)/python benchmarks/render_report.py $(WORK)/report/smoke; fi
 
 clean:
 	rm -rf $(WORK) .pytest_cache

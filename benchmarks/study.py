@@ -49,13 +49,29 @@ def pipeline(args: argparse.Namespace) -> dict:
     }
 
 
-def check(results: pd.DataFrame, signal: str) -> list[tuple[str, bool, str]]:
-    """(target, met, measured) for the signal's targets."""
+def check(results: pd.DataFrame, signal: str, answer: dict | None = None) -> list[tuple[str, bool, str]]:
+    """(target, met, measured) for the signal's targets; with the paired answer (repeats and patients), its
+    verdicts too: on `null` every difference to no DES must be "no clear difference", on `paper` real DES
+    must be better than no DES."""
     from vdes_tune.evaluation import stats
 
     f1 = results.pivot_table(index="repeat", columns="arch", values="test_f1")
     mean = f1.mean()
     out = []
+    if answer and answer.get("method") == "repeats and patients":
+        versus = [c for c in answer["comparisons"] if c["reference"] == answer["no_des"]]
+        if signal == "null":
+            flagged = [f"#{c['arch']} {c['metric']} {c['verdict']}" for c in versus
+                       if c["verdict"] != "no clear difference"]
+            out.append(("null: the answer finds no difference to no DES (F1 and ROC-AUC, #3-#6)", not flagged,
+                        f"{len(versus) - len(flagged)} of {len(versus)} intervals contain 0"
+                        + (f"; flagged: {', '.join(flagged)}" if flagged else "")))
+        else:
+            gain = answer["real_gain"].get("f1")
+            if gain:
+                out.append(("answer: real DES better than no DES on test F1 (repeats + patients interval > 0)",
+                            gain["verdict"] == "better", f"{100 * gain['diff']:+.1f} points (95% CI "
+                            f"{100 * gain['ci_low']:+.1f} to {100 * gain['ci_high']:+.1f})"))
     degenerate = [int(a) for a in f1.columns if (f1[a] == 0).all()]
     out.append(("no architecture all-negative on test in every repeat", not degenerate,
                 f"all-negative: {degenerate or 'none'}; all-negative jobs per arch: "
@@ -118,7 +134,7 @@ def main() -> None:
         crops = pd.read_parquet(work / "dataset" / "crops.parquet")
         t3 = stats.table3(results)
         answer = report.answer_of(work / "eval" / "study")
-        targets = check(results, args.signal)
+        targets = check(results, args.signal, answer)
         print(f"\nCPU study: {args.patients} patients ({len(crops)} crops, {100 * crops['label'].mean():.1f}% "
               f"malignant), signal {args.signal}, {args.crop_size} px, resnet18, {args.epochs} epochs, batch 8, "
               f"lr {args.lr:g}, {args.repeats} repeats; wall {wall / 60:.1f} min (synth {synth_s:.0f} s)\n")
@@ -132,7 +148,10 @@ def main() -> None:
         print()
         for name, met, measured in targets:
             print(f"- {name}: {'met' if met else 'MISSED'} ({measured})")
-        print(f"\n{answer['sentence']}")
+        print(f"\n{answer['sentence']}\n")
+        verdicts = report.verdict_table(answer)
+        if len(verdicts):
+            print(report.markdown_table(verdicts))
         stage_s = {s["label"]: s["seconds"] for s in summaries}
         if args.json:
             args.json.write_text(json.dumps({

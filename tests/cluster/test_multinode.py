@@ -70,6 +70,27 @@ def _wait(proc: subprocess.Popen, until, deadline: float) -> None:
         time.sleep(0.1)
 
 
+CONNECT = """
+import ray
+ray.init(address="{address}", logging_level="error")
+print("nodes", len(ray.nodes()))
+"""
+
+
+# First in the module: while it runs, the head's job agent finishes starting, which the next test needs.
+def test_the_cluster_refuses_a_driver_without_its_token(cluster):
+    address, env = cluster
+
+    def connect(token: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", CONNECT.format(address=address)],
+                              env={**env, "RAY_AUTH_TOKEN": token}, capture_output=True, text=True, timeout=120)
+
+    wrong = connect(secrets.token_hex(32))
+    assert wrong.returncode != 0 and "InvalidAuthToken" in wrong.stderr, wrong.stderr[-2000:]
+    good = connect(env["RAY_AUTH_TOKEN"])
+    assert good.returncode == 0 and "nodes" in good.stdout, good.stderr[-2000:]
+
+
 def test_ray_job_submit_of_a_pipeline_on_s3_lands_in_the_bucket(cluster, small_dataset, s3_bucket, tmp_path):
     """Raw data and workspace in an S3 bucket (the moto test server): every node works from its own mirror
     (cluster/local.sh gives each its own VDES_CACHE), so nothing relies on a disk the driver sees."""
@@ -191,23 +212,3 @@ def test_search_across_nodes_resumes_trials_of_a_killed_worker_node(cluster, sea
     for t in moved:  # resumed from its last checkpoint on another node, not restarted from epoch 1
         epochs = [r["epoch"] for r in rows if r["trial_id"] == t.trial_id]
         assert epochs.count(1) == 1 and epochs[-1] == 8
-
-
-CONNECT = """
-import ray
-ray.init(address="{address}", logging_level="error")
-print("nodes", len(ray.nodes()))
-"""
-
-
-def test_the_cluster_refuses_a_driver_without_its_token(cluster):
-    address, env = cluster
-
-    def connect(token: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", CONNECT.format(address=address)],
-                              env={**env, "RAY_AUTH_TOKEN": token}, capture_output=True, text=True, timeout=120)
-
-    wrong = connect(secrets.token_hex(32))
-    assert wrong.returncode != 0 and "InvalidAuthToken" in wrong.stderr, wrong.stderr[-2000:]
-    good = connect(env["RAY_AUTH_TOKEN"])
-    assert good.returncode == 0 and "nodes" in good.stdout, good.stderr[-2000:]

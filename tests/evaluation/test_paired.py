@@ -15,30 +15,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation import paired
 from vdes_tune.evaluation.paired import AnalysisConfig, analyse, score_table
-
-
-def simulated_study(rng: np.random.Generator, patients: int = 40, repeats: int = 5, archs=(2, 3, 4),
-                    effects: dict[int, float] | None = None) -> pd.DataFrame:
-    """Crops of patients (1-3 each, a shared patient effect), and per (architecture, repeat) a noisy model of
-    one feature; `effects` adds label information to an architecture's scores. With no effects every
-    architecture is the same model up to training noise: a null."""
-    effects = effects or {}
-    crops = []
-    for p in range(patients):
-        z = rng.normal()
-        for k in range(rng.integers(1, 4)):
-            y = int(rng.random() < 0.45)
-            crops.append((f"p{p:03d}_c{k}", p, y, 0.9 * y + 0.5 * z + rng.normal()))
-    cid, pid, lab, x = map(np.array, zip(*crops))
-    rows = []
-    for a in archs:
-        for r in range(repeats):
-            logit = rng.normal(1, 0.3) * x + rng.normal(0, 0.4) + effects.get(a, 0.0) * (lab - 0.5)
-            score = 1 / (1 + np.exp(-(logit + rng.normal(0, 0.7, len(x)))))
-            rows.append(pd.DataFrame({"job_id": f"a{a}-r{r:03d}", "arch": a, "repeat": r, "crop_id": cid,
-                                      "patient_id": pid, "split": "test", "label": lab,
-                                      "score": score.astype(np.float32)}))
-    return pd.concat(rows, ignore_index=True)
+from vdes_tune.evaluation.simulate import simulated_study
 
 
 def test_weighted_metrics_match_scikit_learn_with_sample_weights() -> None:
@@ -157,7 +134,8 @@ def test_verdicts_on_clear_cases_and_the_sentence() -> None:
     assert answer["verdicts"]["4"] == {"vs_real": "non-inferior", "vs_no_des": "better"}
     assert answer["verdicts"]["6"]["vs_real"] == "inferior"  # #6 is no DES, far below real
     assert answer["recovered"]["4"]["f1"]["fraction"] == pytest.approx(1.0)
-    assert answer["sentence"].startswith("#4 U-Net/PT (+0.0 vs real DES")
+    assert answer["sentence"].startswith(f"On {answer['crops']} test crops of 60 patients over 6 repeats, "
+                                         "#4 U-Net/PT (+0.0 vs real DES")
     assert "can replace the real DES at a 2-point F1 margin" in answer["sentence"]
 
 

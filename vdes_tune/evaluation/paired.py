@@ -27,6 +27,7 @@ from vdes_tune.errors import BadInputError
 
 METRICS = ("f1", "roc_auc")
 METRIC_NAMES = {"f1": "F1", "roc_auc": "ROC-AUC"}
+WIDE_POINTS = 20  # a real-DES gain interval wider than this many points cannot tell a gain from none
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,11 @@ def difference(point: np.ndarray, boot: np.ndarray, a: int, b: int, confidence: 
     keep = ~np.isnan(d)
     d = d[keep]
     r = len(d)
-    mean = float(d.mean()) if r else math.nan
+    if r == 0:  # no repeat with both values (e.g. a one-class test split's ROC-AUC)
+        nan = math.nan
+        return {"diff": nan, "ci_low": nan, "ci_high": nan, "se": nan, "se_repeats": nan, "se_patients": nan,
+                "df": nan, "p_value": nan, "repeats": 0}
+    mean = float(d.mean())
     var_repeats = float(d.var(ddof=1)) / r if r > 1 else 0.0
     per_repeat = boot[:, a, keep] - boot[:, b, keep]  # B x R
     per_repeat = per_repeat[np.isfinite(per_repeat).all(axis=1)]
@@ -304,15 +309,24 @@ def sentence(answer: dict[str, Any], metric: str = "f1") -> str:
     found = [c for c in answer["comparisons"] if c["metric"] == metric and c["arch"] != real]
     vs_real = {c["arch"]: c for c in found if c["reference"] == real}
     vs_none = {c["arch"]: c for c in found if c["reference"] == base}
-    gain_text = f"{_pts(gain['diff'])} {label} points over no DES (#{base}; 95% CI {_ci(gain)})"
+    size = (f"On {answer['crops']} test crops of {answer['patients']} patients over {answer['repeats']} "
+            f"repeat{'s' if answer['repeats'] != 1 else ''}, ")
+    gain_text = f"{_pts(gain['diff'])} {label} points over no DES #{base} (95% CI {_ci(gain)})"
+    other = "roc_auc" if metric == "f1" else "f1"
+    second = answer["real_gain"].get(other)
+    aside = (f"; {METRIC_NAMES[other]} {_pts(second['diff'])} points (95% CI {_ci(second)}, {second['verdict']})"
+             if second is not None and second["verdict"] != gain["verdict"] else "")
     if gain["verdict"] != "better":
-        head = (f"Real DES makes no clear difference on this data ({gain_text})" if gain["verdict"] ==
-                "no clear difference" else f"Real DES scores below no DES on this data ({gain_text})")
+        head = (f"{size}real DES makes no clear difference in {label}: {gain_text}{aside}" if gain["verdict"] ==
+                "no clear difference" else f"{size}real DES scores below no DES in {label}: {gain_text}{aside}")
         clear = [a for a, c in vs_none.items() if c["verdict"] != "no clear difference"]
         tail = ("no virtual DES differs clearly from no DES either" if not clear else
                 "; ".join(f"{names[a]} is {vs_none[a]['verdict']} than no DES ({_pts(vs_none[a]['diff'])}, "
                           f"95% CI {_ci(vs_none[a])})" for a in clear))
-        return f"{head}, so there is no gain for a virtual DES to recover; {tail}."
+        width = 100 * (gain["ci_high"] - gain["ci_low"])
+        wide = (f" The interval is {width:.0f} points wide: too few test patients or repeats to tell; run "
+                f"more of either." if width > WIDE_POINTS else "")
+        return f"{head}, so there is no {label} gain for a virtual DES to recover; {tail}.{wide}"
     good = [a for a, c in vs_real.items() if c["verdict"] == "non-inferior"]
     fractions = answer["recovered"]
     share = ", ".join(f"{names[a]} {percent(fractions[str(a)][metric]['fraction'])} (95% CI "
@@ -322,8 +336,8 @@ def sentence(answer: dict[str, Any], metric: str = "f1") -> str:
     if good:
         which = " and ".join(f"{names[a]} ({_pts(vs_real[a]['diff'])} vs real DES, 95% CI {_ci(vs_real[a])})"
                              for a in good)
-        return (f"{which} can replace the real DES at a {pct:g}-point {label} margin; real DES adds {gain_text}, "
-                f"and the virtual DES recover: {share}.")
+        return (f"{size}{which} can replace the real DES at a {pct:g}-point {label} margin; real DES adds "
+                f"{gain_text}{aside}, and the virtual DES recover: {share}.")
     verdicts = ", ".join(f"{names[a]} {c['verdict']}" for a, c in vs_real.items())
-    return (f"No virtual DES is shown to replace the real DES at a {pct:g}-point {label} margin ({verdicts}): "
-            f"real DES adds {gain_text}, and the virtual DES recover: {share}.")
+    return (f"{size}no virtual DES is shown to replace the real DES at a {pct:g}-point {label} margin "
+            f"({verdicts}): real DES adds {gain_text}{aside}, and the virtual DES recover: {share}.")

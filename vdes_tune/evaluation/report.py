@@ -126,7 +126,10 @@ def verdict_table(answer: dict[str, Any]) -> pd.DataFrame:
                     row[f"{label} {what}"] = (f"{100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, "
                                               f"{100 * c['ci_high']:+.1f}] {c['verdict']}")
             frac = (answer.get("recovered", {}).get(str(arch)) or {}).get(metric)
-            if frac is not None:
+            gain = answer.get("real_gain", {}).get(metric) or {}
+            if frac is not None and gain.get("verdict") != "better":
+                row[f"{label} gain recovered"] = "n/a: no clear real-DES gain"  # a ratio over noise means nothing
+            elif frac is not None:
                 row[f"{label} gain recovered"] = (f"{paired.percent(frac['fraction'])} "
                                                   f"[{paired.percent(frac['ci_low'], '')}, "
                                                   f"{paired.percent(frac['ci_high'], '')}]")
@@ -177,7 +180,8 @@ def build(work: str | Path, run: str = "main", margin: float | None = None) -> d
                               if has_predictions else pd.DataFrame()),
               "image_quality": quality.image_quality(workspace, plan, results)}
     pngs: dict[str, bytes] = {}
-    if answer.get("method") == "repeats and patients":
+    if answer.get("method") == "repeats and patients" and any(
+            c["reference"] in (answer["real"], answer["no_des"]) for c in answer["comparisons"]):
         pngs["forest.png"] = figures.forest(answer)
     pngs["f1_distribution.png"] = figures.f1_distribution(results)
     if has_predictions:
