@@ -320,4 +320,7 @@ class EvaluateConfig:
             GeneratorConfig.for_model(model, **getattr(self, model))
         from vdes_tune.evaluation.paired import analysis_config
 
-        analysis_config(self.analysis)  # unknown or invalid fields fail here, by name
+        try:
+            analysis_config(self.analysis)  # unknown or invalid fields fail here, by name
+        except BadInputError as exc:
+            raise BadInputError(f"evaluate config field 'analysis': {exc}") from exc

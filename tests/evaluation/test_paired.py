@@ -12,6 +12,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import f1_score, roc_auc_score
 
+from vdes_tune.config import EvaluateConfig
 from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation import paired
 from vdes_tune.evaluation.paired import AnalysisConfig, analyse, score_table
@@ -146,6 +147,8 @@ def test_margin_is_a_validated_config_field() -> None:
         paired.analysis_config({"margin": 2})
     with pytest.raises(BadInputError, match="unknown config field"):
         paired.analysis_config({"margn": 0.02})
+    with pytest.raises(BadInputError, match="evaluate config field 'analysis'.*'margin'"):
+        EvaluateConfig(analysis={"margin": 2})  # an evaluation config is refused before any job runs
 
 
 def test_unpaired_predictions_are_refused_by_name() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from vdes_tune import __version__
+from vdes_tune.config import to_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation import calibration, figures, paired, quality, search_view, stats
 from vdes_tune.workspace import SCHEMA_VERSION, Workspace, atomic_dir, read_manifest, write_json
@@ -210,7 +211,7 @@ def build(work: str | Path, run: str = "main", margin: float | None = None) -> d
         for name, frame in tables.items():
             frame.to_csv(tmp / "tables" / f"{name}.csv", index=False)
         doc = {name: json.loads(frame.to_json(orient="records")) for name, frame in tables.items()}
-        doc["answer"] = _json_safe({k: v for k, v in answer.items()})
+        doc["answer"] = _json_safe(answer)
         write_json(tmp / "tables" / "tables.json", doc)
         context = {"run": run, "results": len(results), "expected": manifest.get("jobs", len(results)),
                    "answer": answer, "verdicts": verdict_table(answer), "searches": searches,
@@ -227,20 +228,13 @@ def build(work: str | Path, run: str = "main", margin: float | None = None) -> d
                        "predictions_sha256": (hashlib.sha256(predictions_path.read_bytes()).hexdigest()[:16]
                                               if predictions_path.is_file() else None),
                        "plan": plan.get("config")},
-            "analysis": {**paired_config_dict(cfg)}, "rows": len(results), "complete": True,
+            "analysis": to_dict(cfg), "rows": len(results), "complete": True,
         })
     workspace.push(final)
     # The report files as this machine can open them (the mirror, for a URI workspace).
     return {"output": workspace.location(final), "report_md": str(final / "report.md"),
             "report_html": str(final / "report.html"), "tables": tables, "rows": len(results),
             "answer": answer["sentence"], "answer_detail": answer}
-
-
-def paired_config_dict(cfg: paired.AnalysisConfig) -> dict[str, Any]:
-    """The analysis settings as recorded in the report's manifest."""
-    from vdes_tune.config import to_dict
-
-    return to_dict(cfg)
 
 
 def _json_safe(value: Any) -> Any:

@@ -47,8 +47,13 @@ def rebuild_study(exp: Experiment) -> Any:
     space = exp.space
     distributions = {k: _distribution(d) for k, d in space.searched.items()
                      if not (d.kind == "choice" and len(d.values) < 2)}
-    study = optuna.create_study(direction="maximize" if space.mode == "max" else "minimize",
-                                study_name=exp.sidecar.get("experiment", space.name))
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory" is not news here
+    try:
+        study = optuna.create_study(direction="maximize" if space.mode == "max" else "minimize",
+                                    study_name=exp.sidecar.get("experiment", space.name))
+    finally:
+        optuna.logging.set_verbosity(before)
     for t in sorted(exp.trials, key=lambda t: _order(t.trial_id)):
         result = t.last_result or {}
         value = result.get(space.metric)
