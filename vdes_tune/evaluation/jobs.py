@@ -228,23 +228,18 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _generator_quality(run: Any, best_state: dict[str, Any], test: Any, device: Any) -> dict[str, float]:
     """Whole-crop and lesion-region quality of #5's co-trained U-Net (best epoch) against the real DES, test split."""
-    import torch
+    from torch.utils.data import DataLoader
 
-    from vdes_tune.evaluation.quality import stack_images, quality, test_masks
-    from vdes_tune.training.engine import to_device
-    from vdes_tune.training.tasks import autocast_for
+    from vdes_tune.evaluation.quality import lesion_masks, quality
+    from vdes_tune.training.data import CropDataset
+    from vdes_tune.training.tasks import generator_outputs
 
     generator = run.task.generator
     generator.load_state_dict(best_state["generator"])
     generator.eval()
-    le = torch.from_numpy(stack_images(test, "le"))[:, None].float() / 255.0
-    outputs = []
-    with torch.no_grad():
-        for start in range(0, len(le), run.cfg.batch_size):
-            with autocast_for(device):
-                out = generator(to_device(le[start:start + run.cfg.batch_size], device))
-            outputs.append(out.float().clamp(0, 1)[:, 0].cpu())
-    scores = quality(torch.cat(outputs).numpy(), stack_images(test, "des") / 255.0, test_masks(test))
+    batches = DataLoader(CropDataset(test, ("le", "des")), batch_size=run.cfg.batch_size)
+    pred, target = generator_outputs(generator, batches, device)
+    scores = quality(pred, target, lesion_masks(test))
     return {k: float(v) for k, v in scores.items() if k != "n"}
 
 

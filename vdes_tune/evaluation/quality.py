@@ -30,8 +30,8 @@ def quality(pred: np.ndarray, target: np.ndarray, lesion: np.ndarray | None) -> 
     return out
 
 
-def test_masks(frame: pd.DataFrame) -> np.ndarray | None:
-    """The test crops' lesion masks, or None for shards written before lesion masks were kept."""
+def lesion_masks(frame: pd.DataFrame) -> np.ndarray | None:
+    """The crops' lesion masks, or None for shards written before lesion masks were kept."""
     return stack_images(frame, "lesion").astype(bool) if "lesion" in frame.columns else None
 
 
@@ -49,7 +49,7 @@ def image_quality(workspace: Workspace, plan: dict[str, Any], results: pd.DataFr
         if test is None:
             test = load_split(workspace.dataset.shards, "test")
         with_vdes = attach_vdes(test, workspace.vdes(name), "test")
-        scores = quality(stack_images(with_vdes, "vdes") / 255.0, stack_images(with_vdes, "des") / 255.0, test_masks(with_vdes))
+        scores = quality(stack_images(with_vdes, "vdes") / 255.0, stack_images(with_vdes, "des") / 255.0, lesion_masks(with_vdes))
         rows.append({"arch": int(arch), "generator": str(made.get("name", name)), "split": "test", "repeats": 1,
                      **scores})
     e2e = results[results["arch"] == 5] if "image_psnr" in results.columns else results.iloc[0:0]

@@ -125,15 +125,20 @@ def autocast_for(device: torch.device) -> torch.autocast:
 
 
 @torch.no_grad()
-def evaluate_generator(generator: nn.Module, batches: Iterable[Any], device: torch.device) -> dict[str, Any]:
-    """L1, MSE, PSNR and SSIM of the virtual DES against the real DES over a loader of (images, label)."""
+def generator_outputs(generator: nn.Module, batches: Iterable[Any], device: torch.device) -> tuple[Any, Any]:
+    """(virtual DES, real DES) as N x H x W float arrays in [0, 1] over a loader of (images, label)."""
     preds, targets = [], []
     for images, _ in batches:
         with autocast_for(device):
             vdes = generator(to_device(images["le"], device))
         preds.append(vdes.float().clamp(0, 1)[:, 0].cpu())
         targets.append(images["des"][:, 0])
-    pred, target = torch.cat(preds).numpy(), torch.cat(targets).numpy()
+    return torch.cat(preds).numpy(), torch.cat(targets).numpy()
+
+
+def evaluate_generator(generator: nn.Module, batches: Iterable[Any], device: torch.device) -> dict[str, Any]:
+    """L1, MSE, PSNR and SSIM of the virtual DES against the real DES over a loader of (images, label)."""
+    pred, target = generator_outputs(generator, batches, device)
     return {"l1": float(abs(pred - target).mean()), **image_metrics(pred, target), "n": len(pred)}
 
 
