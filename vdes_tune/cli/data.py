@@ -24,14 +24,20 @@ def synth(
     signal: str = typer.Option("paper", "--signal",
                                help="How pathology shows in the pixels: paper (LE morphology + DES enhancement, "
                                     "the default), null (labels independent of every pixel), des-only."),
+    image_format: str = typer.Option("jpeg", "--format",
+                                     help="jpeg: the CDD-CESM layout (default); dicom: CESM DICOM files (GE "
+                                          "SenoBright tags) plus labels.csv, same pixels and truth."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Write a synthetic dataset in exactly the CDD-CESM layout, plus synthetic_truth.csv."""
+    """Write a synthetic dataset in exactly the CDD-CESM layout (or as DICOM), plus synthetic_truth.csv."""
     from vdes_tune.data.synthetic import write_dataset
 
     if size not in ("small", "full"):
         raise typer.BadParameter(f"--size must be 'small' or 'full', got {size!r}")
-    cfg = SynthConfig(patients=patients, size=size, seed=seed, quirks=quirks, signal=signal)  # type: ignore[arg-type]
+    if image_format not in ("jpeg", "dicom"):
+        raise typer.BadParameter(f"--format must be 'jpeg' or 'dicom', got {image_format!r}")
+    cfg = SynthConfig(patients=patients, size=size, seed=seed, quirks=quirks, signal=signal,  # type: ignore[arg-type]
+                      format=image_format)  # type: ignore[arg-type]
     with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=as_json, transient=True) as bar:
         task = bar.add_task("pairs", total=None)
@@ -46,7 +52,8 @@ def synth(
 
 @app.command()
 def ingest(
-    data: str = typer.Option(..., "--data", help="Raw dataset in the CDD-CESM layout (folder or URI)."),
+    data: str = typer.Option(..., "--data", help="Raw dataset: the CDD-CESM layout, or a CESM DICOM folder with "
+                             "labels.csv at its top (folder or URI)."),
     work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI); writes <work>/dataset."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML of ingest settings (IngestConfig fields)."),
     registration: Optional[str] = typer.Option(None, "--registration", help="two-level (paper) or exhaustive."),

@@ -24,6 +24,10 @@ PATHOLOGY_COLUMN = "Pathology Classification/ Follow up"
 PATHOLOGIES = ("Normal", "Benign", "Malignant")
 REGION_SHAPES = ("polygon", "polyline", "ellipse", "circle", "point")
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
+# Columns of a catalog's pairs, whichever reader made it (this one, or data/dicom.py).
+CATALOG_COLUMNS = ("pair_id", "patient_id", "side", "view", "le_path", "des_path", "le_file", "des_file",
+                   "pathology", "pathology_le", "pathology_des", "birads_le", "birads_des", "label", "le_regions",
+                   "des_regions", "n_regions")
 
 # The real names include `P281_L_DM_MLO2`, `P99_L_DM_MLO_2` and a space before `.jpg`.
 _NAME = re.compile(r"^P(\d+)_([LR])_(DM|CM)_(CC|MLO)(_?\d+)?$", re.IGNORECASE)
@@ -186,7 +190,8 @@ def read_annotations(path: Path) -> tuple[dict[str, AnnotationRow], list[Rejecti
     return rows, rejected
 
 
-def _validate_region(shape: dict[str, Any]) -> str | None:
+def validate_region(shape: dict[str, Any]) -> str | None:
+    """Why a VIA region shape is unusable, or None when it is a valid polygon/polyline/ellipse/circle/point."""
     name = shape.get("name")
     if name not in REGION_SHAPES:
         return f"region shape {name!r} not one of {list(REGION_SHAPES)}"
@@ -235,7 +240,7 @@ def read_regions(path: Path) -> tuple[dict[str, list[dict[str, Any]]], list[Reje
                 continue
             if shape == {}:
                 continue  # VIA writes `{}` for images without regions; the official helper skips them
-            problem = _validate_region(shape) if isinstance(shape, dict) else "region JSON is not an object"
+            problem = validate_region(shape) if isinstance(shape, dict) else "region JSON is not an object"
             if problem:
                 rejected.append(Rejection(name.stem, where, f"malformed region: {problem}"))
                 continue
@@ -252,7 +257,7 @@ class Catalog:
     pairs_seen: int = 0
 
 
-def _label(cfg: IngestConfig, ann: AnnotationRow) -> tuple[int | None, str]:
+def label_of(cfg: IngestConfig, ann: AnnotationRow) -> tuple[int | None, str]:
     """Class (0 non-malignant, 1 malignant) under the configured rule, or None and why it is excluded."""
     if ann.max_birads is not None and ann.max_birads in cfg.exclude_birads:
         return None, f"BI-RADS {ann.max_birads} excluded by label rule (exclude_birads={list(cfg.exclude_birads)})"
@@ -308,7 +313,7 @@ def build_catalog(layout: RawLayout, cfg: IngestConfig) -> Catalog:
                                       f"no annotation row for {', '.join(missing)} in sheet 'all'"))
             continue
         chosen = ann_le if cfg.label_row == "le" else ann_des
-        label, why = _label(cfg, chosen)
+        label, why = label_of(cfg, chosen)
         if label is None:
             rejected.append(Rejection(pair_id, f"{layout.annotations.name} row {chosen.row}", why, kind="excluded"))
             continue
@@ -337,10 +342,7 @@ def build_catalog(layout: RawLayout, cfg: IngestConfig) -> Catalog:
             "des_regions": json.dumps(des_regions),
             "n_regions": len(le_regions) + len(des_regions),
         })
-    columns = ["pair_id", "patient_id", "side", "view", "le_path", "des_path", "le_file", "des_file", "pathology",
-               "pathology_le", "pathology_des", "birads_le", "birads_des", "label", "le_regions", "des_regions",
-               "n_regions"]
-    pairs = pd.DataFrame(rows, columns=columns)
+    pairs = pd.DataFrame(rows, columns=list(CATALOG_COLUMNS))
     return Catalog(pairs=pairs, rejected=rejected, pairs_seen=len(set(le) | set(des)))
 
 

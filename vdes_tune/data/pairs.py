@@ -28,7 +28,7 @@ class UnreadableImage(ValueError):
 
 
 def read_gray(path: str | Path) -> np.ndarray:
-    """Decode a JPEG (gray or colour) to a 2-D uint8 array; UnreadableImage names the file."""
+    """Decode a JPEG (gray or colour) or a DICOM file to a 2-D uint8 array; UnreadableImage names the file."""
     try:
         if is_uri(path):  # a raw dataset in shared storage: workers read it there, not from the driver's disk
             fs, inner = filesystem(path)
@@ -38,6 +38,10 @@ def read_gray(path: str | Path) -> np.ndarray:
             data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
         raise UnreadableImage(path, f"cannot read file: {exc}") from exc
+    if data.size >= 132 and data[128:132].tobytes() == b"DICM":  # a DICOM Part-10 file, whatever its name
+        from vdes_tune.data.dicom import decode_uint8  # imported here: dicom.py imports this module
+
+        return decode_uint8(data.tobytes(), path)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise UnreadableImage(path, "not a decodable image (corrupt or truncated JPEG)")

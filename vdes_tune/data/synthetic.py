@@ -1,4 +1,5 @@
-"""Synthetic CDD-CESM phantom writer: LE/DES JPEG pairs, annotation xlsx, VIA CSV and a truth sidecar.
+"""Synthetic CDD-CESM phantom writer: LE/DES JPEG pairs, annotation xlsx, VIA CSV and a truth sidecar; or, with
+format "dicom", the same pairs as CESM DICOM files (GE SenoBright tags) plus labels.csv.
 
 Shift convention: LE pixel (x, y) shows the same anatomy as DES pixel (x - tx, y - ty), i.e. the
 registered DES is R[y, x] = DES[y - ty, x - tx]. Both images are cut from one world canvas per
@@ -14,6 +15,7 @@ import math
 import os
 import re
 import shutil
+import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +23,16 @@ from typing import Callable
 
 import cv2
 import numpy as np
+import pydicom
 from openpyxl import Workbook
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
 from vdes_tune.config import SynthConfig
 from vdes_tune.data import phantom, signal
 from vdes_tune.data.signal import Lesion
 from vdes_tune.data.cdd_cesm import ANNOTATION_COLUMNS, DES_DIR, LE_DIR
+from vdes_tune.data.dicom import LABEL_COLUMNS, LABELS_NAME, LE, MG_FOR_PRESENTATION, RECOMBINED
 from vdes_tune.errors import BadInputError
 
 XLSX_NAME = "Radiology-manual-annotations.xlsx"
@@ -201,12 +207,13 @@ def _render_pair(cfg: SynthConfig, pair: _Pair, tissue: phantom.Tissue) -> dict:
     le = phantom.finish(rng, le_w_img[o:o + le_h, o:o + le_w], 0.35)
     des = phantom.finish(rng, des_w_img[o + ty:o + ty + des_h, o + tx:o + tx + des_w], 0.55)
     jpg = {}
-    for mod, img in (("DM", le), ("CM", des)):
+    # The quality draws come after every pixel draw, so DICOM (which skips them) gets the same pixels.
+    for mod, img in (("DM", le), ("CM", des)) if cfg.format == "jpeg" else ():
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(85, 96))])
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for {pair.file(mod)}")
         jpg[mod] = buf.tobytes()
-    return {"jpg": jpg, "tx": tx, "ty": ty, "dims": (le_h, le_w, des_h, des_w),
+    return {"jpg": jpg, "pixels": {"DM": le, "CM": des}, "tx": tx, "ty": ty, "dims": (le_h, le_w, des_h, des_w),
             "centres": [(cx - o, cy - o) for _, cx, cy in placed]}
 
 
@@ -296,25 +303,34 @@ def write_dataset(cfg: SynthConfig, out: Path, progress: Callable[[int], None] |
 
 
 def _write(cfg: SynthConfig, root: Path, progress: Callable[[int], None] | None) -> SynthSummary:
-    (root / LE_DIR).mkdir(parents=True)
-    (root / DES_DIR).mkdir()
+    as_dicom = cfg.format == "dicom"
+    if as_dicom:
+        root.mkdir(parents=True)
+    else:
+        (root / LE_DIR).mkdir(parents=True)
+        (root / DES_DIR).mkdir()
     patients = [_plan_patient(cfg, pid) for pid in range(1, cfg.patients + 1)]
     pairs = [p for pat in patients for p in pat.pairs]
     if cfg.quirks:
         _assign_quirks(cfg, pairs)
     via: list[str] = [VIA_HEADER]
+    labels: list[list] = []
     truth: list[list] = []
     lesion_rows = 0
     for pat in patients:
         tissue = phantom.sample_tissue(np.random.default_rng([cfg.seed, pat.pid, 0, 1]), pat.density)
         for p in pat.pairs:
             r = _render_pair(cfg, p, tissue)
-            for mod, folder in (("DM", LE_DIR), ("CM", DES_DIR)):
-                (root / folder / p.file(mod)).write_bytes(r["jpg"][mod])
+            if as_dicom:
+                files = _write_dicom_pair(cfg, root, pat, p, r["pixels"])
+            else:
+                files = (p.file("DM"), p.file("CM"))
+                for mod, folder in (("DM", LE_DIR), ("CM", DES_DIR)):
+                    (root / folder / p.file(mod)).write_bytes(r["jpg"][mod])
             tx, ty = r["tx"], r["ty"]
             le_h, le_w, des_h, des_w = r["dims"]
-            base = [p.pair_id, pat.pid, p.side, p.view, p.file("DM"), p.file("CM"), tx, ty, le_h, le_w, des_h,
-                    des_w, p.pathology, _birads(p)]
+            base = [p.pair_id, pat.pid, p.side, p.view, *files, tx, ty, le_h, le_w, des_h, des_w, p.pathology,
+                    _birads(p)]
             # Regions get their own RNG so annotation choices never disturb the pixels.
             srng = np.random.default_rng([cfg.seed, p.pid, p.index + 1, 2])
             regions: dict[str, list[dict]] = {"DM": [], "CM": []}
@@ -333,16 +349,125 @@ def _write(cfg: SynthConfig, root: Path, progress: Callable[[int], None] | None)
                 lesion_rows += 1
             if not p.findings:
                 truth.append(base + [""] * (len(TRUTH_COLUMNS) - len(base) - 1) + [cfg.signal])
-            for mod in ("DM", "CM"):
-                size = len(r["jpg"][mod])
-                for rid, shp in enumerate(regions[mod]):
-                    via.append(_via_row(p.file(mod), size, len(regions[mod]), rid, shp))
+            if as_dicom:
+                labels.append([pat.pid, p.side, p.view, p.pathology, _birads(p), "",
+                               *(json.dumps(regions[mod], separators=(",", ":")) for mod in ("DM", "CM"))])
+            else:
+                for mod in ("DM", "CM"):
+                    size = len(r["jpg"][mod])
+                    for rid, shp in enumerate(regions[mod]):
+                        via.append(_via_row(p.file(mod), size, len(regions[mod]), rid, shp))
             if progress is not None:
                 progress(1)
-    (root / XLSX_NAME).write_bytes(_xlsx_bytes(patients))
-    (root / VIA_NAME).write_text("\n".join(via) + "\n", encoding="utf-8")
+    if as_dicom:
+        with open(root / LABELS_NAME, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(LABEL_COLUMNS)
+            w.writerows(labels)
+    else:
+        (root / XLSX_NAME).write_bytes(_xlsx_bytes(patients))
+        (root / VIA_NAME).write_text("\n".join(via) + "\n", encoding="utf-8")
     with open(root / TRUTH_NAME, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(TRUTH_COLUMNS)
         w.writerows(truth)
     return SynthSummary(len(patients), len(pairs), 2 * len(pairs), lesion_rows, root)
+
+
+# ---- DICOM ---------------------------------------------------------------------------------------------------------
+
+# The DICOM phantom follows the GE SenoBright convention, the best-evidenced one (README, "DICOM input").
+GE_IMAGE_TYPE = {LE: ["ORIGINAL", "PRIMARY", "", "LOW_ENERGY"], RECOMBINED: ["DERIVED", "PRIMARY", "", "RECOMBINED"]}
+GE_PROCESSING_CODE = {LE: "GEMS_FFDM_PV", RECOMBINED: "GEMS_CESM_1"}
+LE_KVP = 29  # within the low-energy range of SenoBright (about 26-31 kVp)
+STUDY_DATE = "20220101"
+VIEW_SCT = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
+# Patient Orientation (row and column directions) of the phantom: chest wall at the left edge for L, the right for R.
+ORIENTATION = {("L", "CC"): ["A", "R"], ("R", "CC"): ["P", "L"], ("L", "MLO"): ["A", "FR"], ("R", "MLO"): ["P", "FL"]}
+
+
+def from_uint8(image: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """12-bit stored values and the LINEAR VOI window (center, width) under which dicom.to_uint8 gives back `image`."""
+    # v -> 16 v; LINEAR with centre 2040.5 and width 4081 maps x to x * 255 / 4080, which is v again.
+    return image.astype(np.uint16) << 4, 2040.5, 4081.0
+
+
+def _uid(cfg: SynthConfig, *parts: object) -> str:
+    """A UID that depends only on the seed and `parts` (a name-based UUID under the 2.25 root), so the same seed
+    writes the same bytes."""
+    name = "/".join(["vdes-tune synth", str(cfg.seed), *map(str, parts)])
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, name).int}"
+
+
+def cesm_dataset(image: np.ndarray, kind: str, *, patient_id: str, age: int, side: str, view: str, study_uid: str,
+                 series_uid: str, sop_uid: str, series_number: int, instance_number: int,
+                 source_uid: str = "") -> pydicom.Dataset:
+    """A Digital Mammography For Presentation dataset (Part-10 file meta, GE SenoBright tags) of an 8-bit LE or
+    recombined image, stored as 12 bits with a VOI window."""
+    stored, center, width = from_uint8(image)
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = MG_FOR_PRESENTATION
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = GE_IMAGE_TYPE[kind]
+    ds.SOPClassUID, ds.SOPInstanceUID = MG_FOR_PRESENTATION, sop_uid
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = STUDY_DATE
+    ds.StudyTime, ds.ContentTime = "090000", f"09{instance_number // 60 % 60:02d}{instance_number % 60:02d}"
+    ds.AccessionNumber = f"SYN{patient_id}"
+    ds.Modality = "MG"
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.Manufacturer = "GE MEDICAL SYSTEMS"
+    ds.ManufacturerModelName = "Senographe Pristina (vdes-tune synthetic phantom)"
+    ds.SeriesDescription = "CESM low energy" if kind == LE else "CESM recombined"
+    ds.PatientName = f"SYNTH^P{patient_id}"
+    ds.PatientID = patient_id
+    ds.PatientSex = "F"
+    ds.PatientAge = f"{age:03d}Y"
+    ds.BodyPartExamined = "BREAST"
+    ds.ContrastBolusAgent = "IODINATED CONTRAST"
+    if kind == LE:
+        ds.KVP = str(LE_KVP)
+    ds.AcquisitionDeviceProcessingCode = GE_PROCESSING_CODE[kind]
+    ds.ViewPosition = view
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+    ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "1", series_number, instance_number
+    ds.PatientOrientation = ORIENTATION[(side, view)]
+    ds.ImageLaterality = side
+    code = pydicom.Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = VIEW_SCT[view][0], "SCT", VIEW_SCT[view][1]
+    ds.ViewCodeSequence = [code]
+    if source_uid:  # the recombined image names the LE exposure it was computed from
+        source = pydicom.Dataset()
+        source.ReferencedSOPClassUID, source.ReferencedSOPInstanceUID = MG_FOR_PRESENTATION, source_uid
+        ds.SourceImageSequence = [source]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = int(stored.shape[0]), int(stored.shape[1])
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelIntensityRelationship, ds.PixelIntensityRelationshipSign = "LOG", -1
+    ds.ImagerPixelSpacing = ["0.1", "0.1"]
+    ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = f"{center:g}", f"{width:g}", "LINEAR"
+    ds.PixelData = np.ascontiguousarray(stored, dtype="<u2").tobytes()
+    return ds
+
+
+def _write_dicom_pair(cfg: SynthConfig, root: Path, pat: _Patient, pair: _Pair,
+                      pixels: dict[str, np.ndarray]) -> tuple[str, str]:
+    """Write a pair as two Part-10 files, LE ".dcm" and recombined without suffix (as PACS exports often are);
+    return their paths relative to `root`."""
+    le_uid = _uid(cfg, pat.pid, pair.index, LE)
+    files = []
+    for kind, mod, series, suffix in ((LE, "DM", 1, ".dcm"), (RECOMBINED, "CM", 2, "")):
+        rel = f"DICOM/{pat.pid:04d}/{series}/IM{pair.index + 1:04d}{suffix}"
+        ds = cesm_dataset(pixels[mod], kind, patient_id=f"{pat.pid:04d}", age=pat.age, side=pair.side,
+                          view=pair.view, study_uid=_uid(cfg, pat.pid, "study"),
+                          series_uid=_uid(cfg, pat.pid, "series", kind),
+                          sop_uid=le_uid if kind == LE else _uid(cfg, pat.pid, pair.index, kind),
+                          series_number=series, instance_number=pair.index + 1,
+                          source_uid=le_uid if kind == RECOMBINED else "")
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+        files.append(rel)
+    return files[0], files[1]

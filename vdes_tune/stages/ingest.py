@@ -1,4 +1,5 @@
-"""The ingest stage: raw CDD-CESM layout -> catalog, registration, crops, splits, Parquet shards, QA."""
+"""The ingest stage: raw CDD-CESM layout or CESM DICOM folder -> catalog, registration, crops, splits, Parquet
+shards, QA."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from vdes_tune import __version__, remote
 from vdes_tune.config import IngestConfig, config_hash, to_dict, to_yaml
-from vdes_tune.data import qa, shards
+from vdes_tune.data import dicom, qa, shards
 from vdes_tune.data.cdd_cesm import RawLayout, Rejection, build_catalog, find_layout
 from vdes_tune.data.splits import assign_patients, split_record
 from vdes_tune.errors import BadInputError
@@ -84,8 +85,18 @@ def run(cfg: IngestConfig, workspace: Workspace, data: str | Path, force: bool =
     start = time.perf_counter()
     paths = workspace.dataset
     local_data, data_uri = _local_data(data)
-    layout = find_layout(local_data)  # a missing folder or file fails here, before anything is written
-    inputs = _input_fingerprints(layout)
+    # A labels CSV at the top marks a DICOM dataset (README, "DICOM input"); anything else must be CDD-CESM.
+    is_dicom = dicom.is_dicom_dataset(local_data)
+    layout: RawLayout | dicom.DicomLayout
+    if is_dicom:
+        layout = dicom.find_dicom_layout(local_data)
+        inputs = dicom.input_fingerprints(layout)
+    else:
+        try:
+            layout = find_layout(local_data)  # a missing folder or file fails here, before anything is written
+        except BadInputError as exc:
+            raise BadInputError(f"{exc} (a DICOM dataset instead needs {dicom.LABELS_NAME} at its top)") from exc
+        inputs = _input_fingerprints(layout)
     chash = config_hash(cfg)
     ihash = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     workspace.pull(paths.root)
@@ -93,7 +104,11 @@ def run(cfg: IngestConfig, workspace: Workspace, data: str | Path, force: bool =
         previous = json.loads(paths.manifest.read_text())
         return IngestSummary(output=workspace.location(paths.root), skipped=True, **previous["summary"])
 
-    catalog = build_catalog(layout, cfg)
+    patients: dict[int, str] = {}  # DICOM: catalog patient id -> PatientID
+    if isinstance(layout, dicom.DicomLayout):
+        catalog, patients = dicom.build_dicom_catalog(layout, cfg)
+    else:
+        catalog = build_catalog(layout, cfg)
     rejected = list(catalog.rejected)
     _fail_if_strict(cfg, rejected)
     pairs = catalog.pairs
@@ -133,6 +148,8 @@ def run(cfg: IngestConfig, workspace: Workspace, data: str | Path, force: bool =
                 "schema_version": SCHEMA_VERSION, "stage": "ingest", "vdes_tune_version": __version__,
                 "config": to_dict(cfg), "config_hash": chash, "inputs": inputs, "inputs_hash": ihash,
                 "data": data_uri or str(layout.root), "seeds": {"split": cfg.seed, "crops": cfg.seed},
+                **({"input_format": "dicom", "dicom_patient_ids": {str(k): v for k, v in patients.items()}}
+                   if is_dicom else {}),
                 "rows": {"catalog": len(pairs), "registration": len(reg), "crops": len(crops),
                          "rejected": len(rejected)},
                 "shard_files": shard_files,
