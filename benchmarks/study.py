@@ -42,7 +42,7 @@ def pipeline(args: argparse.Namespace) -> dict:
                           "archs": [int(a) for a in args.archs.split(",")],
                           "train": {"classifier": "resnet18", "epochs": args.epochs, "batch_size": 8,
                                     "lr": args.lr, "unet_width": 16, "unet_depth": 4},
-                          "unet": {"epochs": args.epochs, "batch_size": 8, "samples": 2},
+                          "generators": {"unet": {"epochs": args.epochs, "batch_size": 8, "samples": 2}},
                           "vdes": {6: "cyclegan-study"}}},
             {"report": {"run": "study"}},
         ],

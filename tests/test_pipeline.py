@@ -1,5 +1,6 @@
 """Pipelines: every shipped file loads, bad files name the stage and field, and the smoke pipeline runs
-end to end (ingest, generators, search, export, 3 x 6 evaluation, report), then resumes as a no-op."""
+end to end (ingest, generators, search, export, 3 x 6 evaluation, report), then resumes as a no-op, and a
+plug-in generator (Pix2Pix, #7) goes through evaluation and report with no code of its own."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from typer.testing import CliRunner
 from sklearn.metrics import f1_score, roc_auc_score
 
 from vdes_tune.cli import app
+from vdes_tune.evaluation.figures import montage_sources
 from vdes_tune.evaluation.render import find_browser, render
 from vdes_tune.errors import BadInputError
 from vdes_tune.pipeline import SHIPPED_DIR, load_pipeline
+from vdes_tune.workspace import Workspace
 
 runner = CliRunner()
 
@@ -133,3 +136,25 @@ def test_smoke_pipeline_end_to_end_then_resumes_as_a_no_op(ray_local, small_data
     redo = {s["stage"]: s for s in json.loads(again.output[again.output.index("[\n"):])}
     assert all(redo[k]["skipped"] for k in ("ingest", "generators", "search", "evaluate"))
     assert {p.name: p.stat().st_mtime_ns for p in (work / "eval" / "smoke" / "jobs").glob("*.json")} == jobs
+
+    # A generator the paper did not try, added by declaration only: Pix2Pix (#7) is trained, synthesised,
+    # evaluated, answered, measured and shown by the same code paths as #4 and #6.
+    tiny = {"epochs": 1, "batch_size": 8, "unet_width": 8, "unet_depth": 3, "disc_features": 8, "samples": 2}
+    edits = [f"generators.pix2pix.{k}={v}" for k, v in tiny.items()]
+    edits += ["train.classifier=resnet18", "train.epochs=1", "train.batch_size=8"]
+    plug = runner.invoke(app, ["evaluate", "--work", str(work), "--run", "plugin", "--archs", "3,7",
+                               "--repeats", "2", *[a for e in edits for a in ("--set", e)]])
+    assert plug.exit_code == 0, plug.output[-3000:]
+    plan = json.loads((work / "eval" / "plugin" / "plan.json").read_text())
+    name = plan["vdes"]["7"]
+    made = json.loads((work / "generators" / name / "manifest.json").read_text())
+    assert made["config"]["model"] == "pix2pix" and made["config"]["unet_width"] == 8
+    assert (work / "generators" / name / "discriminator.pt").is_file()
+    plugged = runner.invoke(app, ["report", "--work", str(work), "--run", "plugin", "--json"])
+    assert plugged.exit_code == 0, plugged.output[-3000:]
+    doc = json.loads((work / "report" / "plugin" / "tables" / "tables.json").read_text())
+    assert set(doc["answer"]["verdicts"]) == {"7"} and doc["answer"]["names"]["7"].endswith("LE+LED+Pix2Pix")
+    assert list(pd.read_csv(work / "report" / "plugin" / "tables" / "table3.csv")["arch"]) == [3, 7]
+    assert list(pd.read_csv(work / "report" / "plugin" / "tables" / "image_quality.csv")["arch"]) == [7]
+    columns, _ = montage_sources(Workspace.at(work), plan, work / "eval" / "plugin")
+    assert list(columns)[-1] == "#7 virtual DES"

@@ -111,12 +111,18 @@ class SynthConfig:
     # How pathology shows in the pixels (data/signal.py): paper (default), null (labels independent of
     # every pixel) or des-only (LE shows lesions but not their class).
     signal: Literal["paper", "null", "des-only"] = "paper"
+    # Image files: jpeg (the CDD-CESM layout) or dicom (a CESM DICOM folder plus labels.csv; README "DICOM input").
+    format: Literal["jpeg", "dicom"] = "jpeg"
 
     def __post_init__(self) -> None:
         if self.patients < 1:
             raise BadInputError(f"patients: must be >= 1, got {self.patients}")
         if self.signal not in get_args(get_type_hints(SynthConfig)["signal"]):
             raise BadInputError(f"synth config field 'signal': {self.signal!r} is not one of paper, null, des-only")
+        if self.format not in ("jpeg", "dicom"):
+            raise BadInputError(f"synth config field 'format': {self.format!r} is not one of jpeg, dicom")
+        if self.format == "dicom" and self.quirks:
+            raise BadInputError("synth config field 'quirks': the naming quirks exist in the jpeg format only")
 
 
 @dataclass(frozen=True)
@@ -202,7 +208,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (1 <= self.arch <= 6, "arch", "must be 1..6"),
+            (self.arch in architecture_numbers(), "arch", f"must be one of {architecture_numbers()}"),
             (self.lr > 0, "lr", "must be > 0"),
             (0 <= self.dropout < 1, "dropout", "must be in [0, 1)"),
             (self.epochs >= 1, "epochs", "must be >= 1"),
@@ -214,11 +220,23 @@ class TrainConfig:
                 raise BadInputError(f"train config field '{name}': {what} (got {getattr(self, name)!r})")
 
 
+def architecture_numbers() -> tuple[int, ...]:
+    """The registered architecture numbers (the paper's #1..#6 and any plug-in)."""
+    from vdes_tune.models.architectures import ARCHITECTURES
+
+    return tuple(int(n) for n in ARCHITECTURES.names())
+
+
 GENERATOR_DEFAULTS: dict[str, dict[str, Any]] = {
     # Paper 3.1 gives the CycleGAN settings (those of its reference [14]); it is silent on the U-Net's
     # pre-training, which uses the classifier's protocol: Adam 5e-4, 30 epochs, batch 16.
     "unet": {"epochs": 30, "batch_size": 16, "lr": 5e-4, "betas": (0.9, 0.999)},
     "cyclegan": {"epochs": 300, "batch_size": 8, "lr": 1e-5, "betas": (0.5, 0.999)},
+    # Pix2Pix as in Isola et al.'s reference: Adam 2e-4 (0.5, 0.999), batch 1, 200 epochs, lambda_L1 100,
+    # vanilla GAN loss, 64-filter U-Net with dropout 0.5 and a 70x70 PatchGAN. The reference U-Net has 8
+    # levels for 256-pixel images; 224-pixel crops halve cleanly only 5 times, so 6 levels.
+    "pix2pix": {"epochs": 200, "batch_size": 1, "lr": 2e-4, "betas": (0.5, 0.999), "unet_width": 64,
+                "unet_depth": 6, "unet_dropout": 0.5, "lambda_l1": 100.0, "gan_loss": "vanilla"},
 }
 
 
@@ -226,7 +244,7 @@ GENERATOR_DEFAULTS: dict[str, dict[str, Any]] = {
 class GeneratorConfig:
     """Training of one LE -> DES generator (paper 2.3); build with `for_model` to get that model's defaults."""
 
-    model: Literal["unet", "cyclegan"] = "unet"
+    model: str = "unet"  # a registered generator (models/generators.py): unet, cyclegan, pix2pix
     epochs: int = 30
     batch_size: int = 16
     lr: float = 5e-4
@@ -248,6 +266,10 @@ class GeneratorConfig:
     lambda_cycle: float = 10.0
     lambda_identity: float = 5.0
     pool_size: int = 50
+    # Pix2Pix: weight of the L1 term, GAN loss, PatchGAN depth (disc_features is shared with the CycleGAN).
+    lambda_l1: float = 100.0
+    gan_loss: Literal["vanilla", "lsgan"] = "vanilla"
+    disc_layers: int = 3
     # Images in the sample montage (first crops of the validation split).
     samples: int = 6
 
@@ -264,7 +286,10 @@ class GeneratorConfig:
             (self.blocks >= 0 and self.features >= 1 and self.disc_features >= 1, "features", "must be positive"),
             (self.lambda_cycle >= 0 and self.lambda_identity >= 0, "lambda_cycle", "loss weights must be >= 0"),
             (self.pool_size >= 0, "pool_size", "must be >= 0"),
+            (self.lambda_l1 >= 0, "lambda_l1", "must be >= 0"),
+            (1 <= self.disc_layers <= 6, "disc_layers", "must be 1..6"),
             (self.samples >= 1, "samples", "must be >= 1"),
+            (self.model in GENERATOR_DEFAULTS, "model", f"must be one of {sorted(GENERATOR_DEFAULTS)}"),
         ]
         for ok, name, what in checks:
             if not ok:
@@ -292,10 +317,10 @@ class EvaluateConfig:
     seed: int = 0
     # TrainConfig fields set for every architecture (e.g. epochs, batch_size, classifier).
     train: dict[str, Any] = field(default_factory=dict)
-    # Pre-trained generators of #4 (U-Net/PT) and #6 (CycleGAN): GeneratorConfig overrides, or the name
-    # of an existing vdes/<name> set to use as it is.
-    unet: dict[str, Any] = field(default_factory=dict)
-    cyclegan: dict[str, Any] = field(default_factory=dict)
+    # Pre-trained generators (#4 U-Net/PT, #6 CycleGAN, #7 Pix2Pix): GeneratorConfig overrides per generator
+    # model (`generators: {unet: {epochs: 3}}`), or per architecture the name of an existing vdes/<name> set
+    # to use as it is (`vdes: {6: cyclegan}`).
+    generators: dict[str, dict[str, Any]] = field(default_factory=dict)
     vdes: dict[int, str] = field(default_factory=dict)
     # Weights kept per job: "first" keeps repeat 0 of each architecture (for the report's montage).
     save_weights: Literal["none", "first", "all"] = "first"
@@ -304,11 +329,17 @@ class EvaluateConfig:
     analysis: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from vdes_tune.models.architectures import pretrained_generators
+
+        known, pretrained = architecture_numbers(), sorted(pretrained_generators())
         checks = [
-            (len(self.archs) >= 1 and all(1 <= a <= 6 for a in self.archs) and len(set(self.archs)) == len(self.archs),
-             "archs", "must be distinct architecture numbers 1..6"),
+            (len(self.archs) >= 1 and all(a in known for a in self.archs) and len(set(self.archs)) == len(self.archs),
+             "archs", f"must be distinct architecture numbers of {known}"),
             (self.repeats >= 1, "repeats", "must be >= 1"),
-            (set(self.vdes) <= {4, 6}, "vdes", "only #4 and #6 read a pre-made virtual DES"),
+            (set(self.vdes) <= set(pretrained), "vdes", f"only {', '.join(f'#{a}' for a in pretrained)} read a "
+             f"pre-made virtual DES"),
+            (set(self.generators) <= set(GENERATOR_DEFAULTS), "generators",
+             f"keys must be generator models {sorted(GENERATOR_DEFAULTS)}"),
             ("arch" not in self.train and "seed" not in self.train, "train",
              "arch and seed are set per job (use archs and seed)"),
         ]
@@ -316,8 +347,11 @@ class EvaluateConfig:
             if not ok:
                 raise BadInputError(f"evaluate config field '{name}': {what} (got {getattr(self, name)!r})")
         from_dict(TrainConfig, dict(self.train))  # unknown or invalid fields fail here, by name
-        for model in ("unet", "cyclegan"):
-            GeneratorConfig.for_model(model, **getattr(self, model))
+        for model, overrides in self.generators.items():
+            try:
+                GeneratorConfig.for_model(model, **overrides)
+            except BadInputError as exc:
+                raise BadInputError(f"evaluate config field 'generators.{model}': {exc}") from exc
         from vdes_tune.evaluation.paired import analysis_config
 
         try:

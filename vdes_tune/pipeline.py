@@ -20,7 +20,8 @@ from vdes_tune.config import EvaluateConfig, GeneratorConfig, IngestConfig, from
 from vdes_tune.errors import BadInputError
 
 STAGES = ("ingest", "generators", "search", "export", "evaluate", "report")
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+# Inside the package so an installed wheel has them; the checkout's pipelines/ links here.
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped" / "pipelines"
 SEARCH_OPTIONS = ("max_concurrent", "cpus_per_trial", "gpu_memory_gb", "max_failures", "num_samples")
 EVAL_OPTIONS = ("run", "actors", "cpus_per_actor", "gpu_memory_gb")
 

@@ -79,7 +79,7 @@ def test_models_list_and_describe_json() -> None:
     listed = runner.invoke(app, ["models", "list", "--json"])
     assert listed.exit_code == 0
     names = [r["name"] for r in json.loads(listed.output)]
-    assert names == ["unet", "cyclegan", "resnet18", "resnet34", "regnety_016"]
+    assert names == ["unet", "cyclegan", "pix2pix", "resnet18", "resnet34", "regnety_016"]
     described = runner.invoke(app, ["models", "describe", "unet", "--width", "4", "--depth", "3",
                                     "--input-size", "32", "--json"])
     assert described.exit_code == 0, described.output

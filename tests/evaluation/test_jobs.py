@@ -67,8 +67,9 @@ def test_jobs_are_paired_across_architectures_and_repeat_major():
 
 
 @pytest.mark.parametrize("fields, named", [
-    ({"archs": (1, 7)}, "archs"), ({"repeats": 0}, "repeats"), ({"vdes": {5: "x"}}, "vdes"),
-    ({"train": {"seed": 3}}, "train"), ({"train": {"nope": 1}}, "nope"), ({"unet": {"epochs": 0}}, "epochs"),
+    ({"archs": (1, 8)}, "archs"), ({"repeats": 0}, "repeats"), ({"vdes": {5: "x"}}, "vdes"),
+    ({"train": {"seed": 3}}, "train"), ({"train": {"nope": 1}}, "nope"),
+    ({"generators": {"unet": {"epochs": 0}}}, "generators.unet"), ({"generators": {"gan": {}}}, "generators"),
 ])
 def test_bad_evaluate_configs_name_the_field(fields, named):
     with pytest.raises(BadInputError, match=named):

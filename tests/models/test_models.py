@@ -10,13 +10,15 @@ import torchvision
 
 from vdes_tune.errors import BadInputError
 from vdes_tune.models import MODELS, build_model, describe
-from vdes_tune.models.architectures import ARCHITECTURES, Architecture, compose, get_architecture
+from vdes_tune.models.architectures import (ARCHITECTURES, Architecture, compose, get_architecture,
+                                            pretrained_generators, virtual_architectures)
 from vdes_tune.models.classifiers import build_classifier, load_backbone
 from vdes_tune.models.cyclegan import ImagePool, PatchDiscriminator, ResnetGenerator
 from vdes_tune.models.registry import parameter_count
 from vdes_tune.models.unet import UNet
 
-SMALL = {"unet": {"width": 4, "depth": 3}, "cyclegan": {"features": 8, "blocks": 2, "disc_features": 8}}
+SMALL = {"unet": {"width": 4, "depth": 3}, "cyclegan": {"features": 8, "blocks": 2, "disc_features": 8},
+         "pix2pix": {"width": 4, "depth": 3}}
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -104,7 +106,7 @@ def test_image_pool_returns_history_once_full() -> None:
     assert torch.equal(ImagePool(size=0).query(first), first)
 
 
-def test_six_architectures_are_data() -> None:
+def test_architectures_are_data() -> None:
     names = [get_architecture(n).name for n in range(1, 7)]
     assert names == ["LE+LE+LE", "LE+LED+LE", "LE+LED+DES", "LE+LED+U-Net/PT", "LE+LED+U-Net/EE",
                      "LE+LED+CycleGAN"]
@@ -117,7 +119,11 @@ def test_six_architectures_are_data() -> None:
     with pytest.raises(KeyError, match="des"):
         compose(get_architecture(3), {"le": images["le"], "led": images["led"]})
     with pytest.raises(ValueError, match="needs a generator"):
-        Architecture(7, "bad", ("le", "le", "vdes"))
+        Architecture(8, "bad", ("le", "le", "vdes"))
     with pytest.raises(BadInputError, match="unknown architecture"):
         get_architecture(9)
-    assert ARCHITECTURES.names() == ["1", "2", "3", "4", "5", "6"]
+    # #7, the plug-in: a pre-trained Pix2Pix in the third channel, counted wherever the virtual DES are.
+    assert ARCHITECTURES.names() == ["1", "2", "3", "4", "5", "6", "7"]
+    assert get_architecture(7).generator == "pix2pix" and not get_architecture(7).end_to_end
+    assert pretrained_generators() == {4: "unet", 6: "cyclegan", 7: "pix2pix"}
+    assert virtual_architectures() == (4, 5, 6, 7)

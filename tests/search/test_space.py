@@ -73,7 +73,7 @@ BASE = {"arch": 1, "metric": "val_f1", "algorithm": "grid", "parameters": {"trai
 
 @pytest.mark.parametrize("edit, field", [
     ({"metric": "val_auc"}, "metric"),
-    ({"arch": 7}, "arch"),
+    ({"arch": 8}, "arch"),
     ({"algorithm": "bayes"}, "algorithm"),
     ({"colour": "red"}, "colour"),
     ({"parameters": {"train.lrr": {"choice": [1]}}}, "parameters.train.lrr"),

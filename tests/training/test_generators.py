@@ -19,6 +19,7 @@ from vdes_tune.cli import app
 from vdes_tune.config import GeneratorConfig, TrainConfig
 from vdes_tune.errors import BadInputError
 from vdes_tune.models.cyclegan import CycleGAN
+from vdes_tune.models.generators import GENERATORS
 from vdes_tune.models.unet import UNet
 from vdes_tune.training.classify import run_classification
 from vdes_tune.training.data import CropDataset, attach_vdes, load_split
@@ -81,6 +82,36 @@ def test_cyclegan_step_is_equation_5_and_its_losses_decrease(ingested_small: Pat
         assert np.mean([h[key] for h in last]) < factor * np.mean([h[key] for h in first]), key
 
 
+@pytest.mark.ray
+def test_pix2pix_step_is_conditional_gan_plus_l1_and_learns(ingested_small: Path) -> None:
+    seed_everything(0)
+    images = _crops(ingested_small, 4, 32)
+    x, y = images["le"], images["des"]
+    cfg = GeneratorConfig.for_model("pix2pix", unet_width=8, unet_depth=3, unet_dropout=0.0, disc_features=8,
+                                    lr=1e-3, lambda_l1=100.0)
+    task = GENERATORS.get("pix2pix").task(cfg, CPU)
+    g0, d0 = copy.deepcopy(task.generator), copy.deepcopy(task.discriminator)
+    out = task.train_step((images, torch.zeros(4)))
+    # Independent computation on the starting weights: D judges (LE, DES) pairs with the logistic GAN loss,
+    # D steps first, then G is scored by the stepped D (Isola et al.'s reference order).
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    with torch.no_grad():
+        fake = g0(x)
+        real_s, fake_s = d0(torch.cat([x, y], 1)), d0(torch.cat([x, fake], 1))
+        loss_d = 0.5 * (bce(real_s, torch.ones_like(real_s)) + bce(fake_s, torch.zeros_like(fake_s)))
+        g_s = task.discriminator(torch.cat([x, fake], 1))
+        gan_g, l1 = bce(g_s, torch.ones_like(g_s)), (fake - y).abs().mean()
+    assert out["d"] == pytest.approx(loss_d.item(), rel=1e-5)
+    assert out["l1"] == pytest.approx(l1.item(), rel=1e-5) and out["gan_g"] == pytest.approx(gan_g.item(), rel=1e-4)
+    assert out["loss"] == pytest.approx((gan_g + 100 * l1).item(), rel=1e-4)
+    for before, after in ((g0, task.generator), (d0, task.discriminator)):
+        old, new = before.state_dict(), after.state_dict()
+        assert any(not torch.equal(old[k], new[k]) for k in old)
+    history = [task.train_step((images, torch.zeros(4)))["l1"] for _ in range(40)]
+    assert np.mean(history[-5:]) < 0.5 * out["l1"]  # the L1 term pulls G towards the paired real DES
+    assert set(task.state_dict()) == {"generator", "discriminator"}
+
+
 class _Scripted:
     """A task whose validation L1 follows a script, to drive the loop's selection and early stopping."""
 
@@ -118,8 +149,12 @@ def test_generator_config_takes_each_models_paper_defaults() -> None:
     assert GeneratorConfig.for_model("unet", epochs=3).epochs == 3
     with pytest.raises(BadInputError, match="unet_width"):
         GeneratorConfig.for_model("unet", unet_width=0)
+    pix = GeneratorConfig.for_model("pix2pix")  # Isola et al.'s reference settings
+    assert (pix.epochs, pix.batch_size, pix.lr, pix.betas, pix.lambda_l1, pix.gan_loss) == \
+        (200, 1, 2e-4, (0.5, 0.999), 100.0, "vanilla")
+    assert (pix.unet_width, pix.unet_dropout, pix.disc_features, pix.disc_layers) == (64, 0.5, 64, 3)
     with pytest.raises(BadInputError, match="not one of"):
-        GeneratorConfig.for_model("pix2pix")
+        GeneratorConfig.for_model("gan9")
 
 
 @pytest.mark.ray

@@ -66,12 +66,14 @@ def evaluate(
                                       "path, one under --work, or an experiment name); repeat it to combine "
                                       "searches (a later file wins)."),
     repeats: Optional[int] = typer.Option(None, "--repeats", min=1, help="Repeats per architecture (default 30)."),
-    archs: str = typer.Option("1,2,3,4,5,6", "--archs", help="Architectures, e.g. 1,2,3 or 1-6."),
+    archs: str = typer.Option("1,2,3,4,5,6", "--archs", help="Architectures, e.g. 1,2,3 or 1-7 (#7: Pix2Pix, "
+                              "not in the paper)."),
     run: str = typer.Option("main", "--run", help="Name of the evaluation: results go to eval/<run>/."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Base seed of the repeats (default 0)."),
     config: Optional[Path] = typer.Option(None, "--config", help="An evaluate config YAML (the pipeline's "
                                           "`evaluate:` mapping); flags override it."),
-    set_: List[str] = typer.Option([], "--set", help="KEY=VALUE edit, e.g. train.epochs=2 or unet.epochs=5."),
+    set_: List[str] = typer.Option([], "--set", help="KEY=VALUE edit, e.g. train.epochs=2 or "
+                                           "generators.unet.epochs=5."),
     actors: int = typer.Option(0, "--actors", min=0, help="Actors in the pool (0: as many as fit)."),
     cpus_per_actor: float = typer.Option(1.0, "--cpus-per-actor", min=0.1, help="CPUs each actor reserves."),
     gpu_memory_gb: float = typer.Option(24.0, "--gpu-memory-gb", help="Memory of one GPU to plan for (GiB)."),
@@ -129,11 +131,12 @@ def build_config(config: Optional[Path], configs: List[str], repeats: Optional[i
     if seed is not None:
         data["seed"] = seed
     for key, value in parse_set(set_).items():
-        head, _, rest = key.partition(".")
-        if rest:
-            data[head] = {**(data.get(head) or {}), rest: value}
-        else:
-            data[head] = value
+        *path, last = key.split(".")
+        node = data
+        for part in path:  # generators.unet.epochs=5 edits data["generators"]["unet"]["epochs"]
+            node[part] = dict(node.get(part) or {})
+            node = node[part]
+        node[last] = value
     data["configs"] = [str(find_best_file(str(p), work)) for p in data.get("configs", [])]
     return from_dict(EvaluateConfig, data)
 

@@ -70,6 +70,7 @@ def montage_sources(workspace: Any, plan: dict[str, Any], eval_dir: Path, count:
     import torch
 
     from vdes_tune.config import CLASS_NAMES
+    from vdes_tune.models.architectures import get_architecture
     from vdes_tune.training.data import attach_vdes, load_split
 
     test = load_split(workspace.dataset.shards, "test")
@@ -83,17 +84,20 @@ def montage_sources(workspace: Any, plan: dict[str, Any], eval_dir: Path, count:
     for arch, name in sorted(plan.get("vdes", {}).items()):
         with_vdes = attach_vdes(picks.reset_index(drop=True), workspace.vdes(name), "test")
         columns[f"#{arch} virtual DES"] = images(with_vdes, "vdes")
-    weights = eval_dir / "weights" / "a5-r000.pt"
-    if "5" in plan.get("archs", {}) and weights.is_file():
-        from vdes_tune.models.unet import UNet
+    for arch, entry in sorted(plan.get("archs", {}).items(), key=lambda kv: int(kv[0])):
+        # End-to-end generators (#5) live in their job's weights; repeat 0 is kept for this montage.
+        weights = eval_dir / "weights" / f"a{arch}-r000.pt"
+        if not get_architecture(int(arch)).end_to_end or not weights.is_file():
+            continue
+        from vdes_tune.models.generators import build_generator, generator_config
 
-        cfg = plan["archs"]["5"]["config"]
-        unet = UNet(cfg["unet_width"], cfg["unet_depth"], cfg["unet_dropout"])
-        unet.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["generator"])
+        generator = build_generator(generator_config(get_architecture(int(arch)).generator, entry["config"]))
+        generator.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["generator"])
         with torch.no_grad():
-            out = unet.eval()(torch.from_numpy(columns["LE"])[:, None].float() / 255.0).clamp(0, 1)
-        columns["#5 virtual DES (repeat 0)"] = (out[:, 0].numpy() * 255).round().astype(np.uint8)
-    order = ["LE", "LED", "real DES"] + sorted(k for k in columns if k.startswith("#"))
+            out = generator.eval()(torch.from_numpy(columns["LE"])[:, None].float() / 255.0).clamp(0, 1)
+        columns[f"#{arch} virtual DES (repeat 0)"] = (out[:, 0].numpy() * 255).round().astype(np.uint8)
+    order = ["LE", "LED", "real DES"] + sorted((k for k in columns if k.startswith("#")),
+                                               key=lambda k: int(k[1:].split()[0]))
     labels = [f"{cid}\n{CLASS_NAMES[int(y)]}" for cid, y in zip(picks["crop_id"], picks["label"])]
     return {k: columns[k] for k in order}, labels
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from vdes_tune.config import EvaluateConfig, TrainConfig, config_hash, from_dict, to_dict
 from vdes_tune.errors import BadInputError
-from vdes_tune.models.architectures import get_architecture
+from vdes_tune.models.architectures import Architecture, get_architecture
+from vdes_tune.models.generators import UNET_SHAPE
 from vdes_tune.search.space import ARCH_KEY
 from vdes_tune.workspace import write_json
 
@@ -65,6 +66,13 @@ def job_seed(base: int, repeat: int) -> int:
     return int(np.random.SeedSequence([base, repeat, 0x5EED]).generate_state(1)[0] % (2 ** 31 - 1))
 
 
+def generator_shape_fields(arch: Architecture) -> tuple[str, ...]:
+    """The TrainConfig fields that shape an architecture's generator (none without one)."""
+    from vdes_tune.models.generators import GENERATORS
+
+    return GENERATORS.get(arch.generator).shape_fields if arch.generator else ()
+
+
 def resolve_configs(cfg: EvaluateConfig, vdes: dict[int, str] | None = None) -> dict[int, ArchPlan]:
     """Paper defaults, then the searched values of each best file (a later file wins; an architecture
     absent from a file takes that file's best entry), then `cfg.train`; `vdes` names #4/#6's virtual DES."""
@@ -76,10 +84,10 @@ def resolve_configs(cfg: EvaluateConfig, vdes: dict[int, str] | None = None) -> 
         best = read_best_file(path)
         for a in cfg.archs:
             entry = best.entries.get(a) or best.top()
-            uses_unet = get_architecture(a).generator == "unet"
+            shaped_by = generator_shape_fields(get_architecture(a))
             for key, value in entry.searched.items():
                 name = key.removeprefix("train.")
-                if key == ARCH_KEY or name in PER_ARCH_FIELDS or (name.startswith("unet_") and not uses_unet):
+                if key == ARCH_KEY or name in PER_ARCH_FIELDS or (name in UNET_SHAPE and name not in shaped_by):
                     continue
                 values[a][name] = value
                 origin[a][name] = f"{best.experiment} (#{entry.arch})"

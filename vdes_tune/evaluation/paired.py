@@ -24,6 +24,7 @@ import pandas as pd
 
 from vdes_tune.config import from_dict
 from vdes_tune.errors import BadInputError
+from vdes_tune.models.architectures import virtual_architectures
 
 METRICS = ("f1", "roc_auc")
 METRIC_NAMES = {"f1": "F1", "roc_auc": "ROC-AUC"}
@@ -38,7 +39,7 @@ class AnalysisConfig:
     auc_margin: float = 0.02  # the same for ROC-AUC
     no_des: int = 2  # the no-DES reference: #2 LE+LED+LE differs from the virtual DES only in channel 3
     real: int = 3
-    virtual: tuple[int, ...] = (4, 5, 6)
+    virtual: tuple[int, ...] = ()  # empty: every evaluated architecture with a virtual DES channel
     confidence: float = 0.95
     bootstrap: int = 2000  # patient-level cluster bootstrap draws
     seed: int = 0
@@ -240,7 +241,7 @@ def analyse(predictions: pd.DataFrame, cfg: AnalysisConfig = AnalysisConfig(),
     unit = np.ones((1, len(table.crop_ids)))
     have = set(table.archs)
     refs = [a for a in (cfg.real, 1, 2) if a in have]
-    virtual = [a for a in cfg.virtual if a in have]
+    virtual = [a for a in cfg.virtual or virtual_architectures() if a in have]
     out: dict[str, Any] = {
         "split": "test", "metrics": list(METRICS), "primary": "f1", "margin": cfg.margin,
         "auc_margin": cfg.auc_margin, "no_des": cfg.no_des, "real": cfg.real, "confidence": cfg.confidence,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vdes_tune.models.architectures import get_architecture
 from vdes_tune.training.metrics import image_metrics, lesion_metrics
 from vdes_tune.workspace import Workspace, read_manifest
 
@@ -36,8 +37,9 @@ def lesion_masks(frame: pd.DataFrame) -> np.ndarray | None:
 
 
 def image_quality(workspace: Workspace, plan: dict[str, Any], results: pd.DataFrame) -> pd.DataFrame:
-    """#4 and #6: the synthesised virtual DES set the classifiers read (8-bit, as they saw it); #5: the mean over
-    repeats of each repeat's co-trained U-Net (best epoch), as its job measured it."""
+    """Pre-trained generators (#4, #6, #7): the synthesised virtual DES set the classifiers read (8-bit, as they
+    saw it); end-to-end ones (#5): the mean over repeats of each repeat's co-trained generator (best epoch), as
+    its job measured it."""
     from vdes_tune.training.data import attach_vdes, load_split
 
     rows: list[dict[str, Any]] = []
@@ -52,9 +54,13 @@ def image_quality(workspace: Workspace, plan: dict[str, Any], results: pd.DataFr
         scores = quality(stack_images(with_vdes, "vdes") / 255.0, stack_images(with_vdes, "des") / 255.0, lesion_masks(with_vdes))
         rows.append({"arch": int(arch), "generator": str(made.get("name", name)), "split": "test", "repeats": 1,
                      **scores})
-    e2e = results[results["arch"] == 5] if "image_psnr" in results.columns else results.iloc[0:0]
-    if len(e2e):
-        measured = [c.removeprefix("image_") for c in e2e.columns if c.startswith("image_")]
-        rows.append({"arch": 5, "generator": "unet (end-to-end, per repeat)", "split": "test", "repeats": len(e2e),
-                     **{k: float(e2e[f"image_{k}"].mean()) for k in measured}})
+    if "image_psnr" in results.columns:
+        for arch, runs in results.groupby("arch"):  # end-to-end generators (#5): measured per repeat by the job
+            runs = runs.dropna(subset=["image_psnr"])
+            if not len(runs):
+                continue
+            measured = [c.removeprefix("image_") for c in runs.columns if c.startswith("image_")]
+            generator = get_architecture(int(arch)).generator
+            rows.append({"arch": int(arch), "generator": f"{generator} (end-to-end, per repeat)", "split": "test",
+                         "repeats": len(runs), **{k: float(runs[f"image_{k}"].mean()) for k in measured}})
     return pd.DataFrame(rows).reindex(columns=COLUMNS)

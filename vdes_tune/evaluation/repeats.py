@@ -28,7 +28,6 @@ from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation.jobs import ArchPlan, Job, JobRunner, check_archs, make_jobs, resolve_configs, result_row
 from vdes_tune.workspace import SCHEMA_VERSION, Workspace, dataset_fingerprint, read_manifest, write_json
 
-GENERATOR_OF = {4: "unet", 6: "cyclegan"}  # the pre-trained generators, trained once per evaluation
 RESULTS = "results.parquet"
 PREDICTIONS = "predictions.parquet"
 
@@ -51,8 +50,10 @@ class EvalOptions:
 class Progress:
     """Jobs done of total with elapsed time and an ETA from this session's pace (one line per update)."""
 
-    def __init__(self, total: int, done: int, out: TextIO = sys.stderr, enabled: bool = True) -> None:
+    def __init__(self, total: int, done: int, out: TextIO | None = None, enabled: bool = True) -> None:
         self.total, self.done, self.start_done = total, done, done
+        # Looked up now, not at import: a caller (a test runner, say) may have replaced sys.stderr since.
+        out = out or sys.stderr
         self.out, self.enabled, self.start = out, enabled, time.monotonic()
         self.tty = enabled and hasattr(out, "isatty") and out.isatty()
 
@@ -203,17 +204,19 @@ def collect(out: Path, jobs: list[Job]) -> pd.DataFrame:
 
 def _prepare_generators(cfg: EvaluateConfig, workspace: Workspace, opts: EvalOptions,
                         log: Callable[[str], None]) -> dict[int, str]:
-    """The vdes/<name> set of #4 and #6: the one named in the config, else a generator trained here once
-    (reused from generators/ when a finished one has the same config) and synthesised once."""
+    """The vdes/<name> set of every architecture with a pre-trained generator (#4, #6, #7): the one named in
+    the config, else a generator trained here once (reused from generators/ when a finished one has the same
+    config) and synthesised once."""
     import ray
 
+    from vdes_tune.models.architectures import pretrained_generators
+    from vdes_tune.models.generators import GENERATORS
     from vdes_tune.stages import generators
 
     names: dict[int, str] = {}
     to_train: dict[int, GeneratorConfig] = {}
-    # The U-Net/PT has #4's searched shape; everything else is the generator's paper defaults + overrides.
-    unet_shape = resolve_configs(cfg)[4].config if 4 in cfg.archs else None
-    for a in (4, 6):
+    plans = resolve_configs(cfg)
+    for a, model in pretrained_generators().items():
         if a not in cfg.archs:
             continue
         if a in cfg.vdes:
@@ -223,12 +226,11 @@ def _prepare_generators(cfg: EvaluateConfig, workspace: Workspace, opts: EvalOpt
                                     f"finished virtual DES set (see `vdes-tune generators synthesize`)")
             names[a] = cfg.vdes[a]
             continue
-        model = GENERATOR_OF[a]
-        overrides = dict(getattr(cfg, model))
-        if model == "unet" and unet_shape is not None:
-            overrides = {"unet_width": unet_shape.unet_width, "unet_depth": unet_shape.unet_depth,
-                         "unet_dropout": unet_shape.unet_dropout, **overrides}
-        gcfg = GeneratorConfig.for_model(model, **{"seed": cfg.seed, **overrides})
+        # The generator's paper defaults, then the shape the architecture was searched or set with (the
+        # U-Net/PT takes #4's searched width and depth), then the evaluation's generator overrides.
+        plan = plans[a]
+        shape = {k: getattr(plan.config, k) for k in GENERATORS.get(model).shape_fields if k in plan.origin}
+        gcfg = GeneratorConfig.for_model(model, **{"seed": cfg.seed, **shape, **cfg.generators.get(model, {})})
         names[a] = f"{model}-{config_hash(gcfg)[:8]}"
         if not generators.is_trained(gcfg, workspace, names[a]):
             to_train[a] = gcfg

@@ -20,6 +20,7 @@ from vdes_tune import __version__
 from vdes_tune.config import to_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation import calibration, figures, paired, quality, search_view, stats
+from vdes_tune.models.architectures import virtual_architectures
 from vdes_tune.workspace import SCHEMA_VERSION, Workspace, atomic_dir, read_manifest, write_json
 
 LEADERBOARD_ROWS = 10
@@ -92,7 +93,7 @@ def study_answer(results: pd.DataFrame, predictions: pd.DataFrame | None,
             return {"method": "repeats and patients", **paired.analyse(predictions, cfg, names)}
         except BadInputError as exc:
             note = str(exc)
-    gain = stats.des_gain(results, le=cfg.no_des, real=cfg.real, virtual=cfg.virtual, boot=cfg.bootstrap,
+    gain = stats.des_gain(results, le=cfg.no_des, real=cfg.real, virtual=cfg.virtual or virtual_architectures(), boot=cfg.bootstrap,
                           seed=cfg.seed, confidence=cfg.confidence)
     return {"method": "repeats only", **gain,
             "sentence": stats.answer_sentence(gain, names) + f" (Intervals over repeats only: {note}.)"}

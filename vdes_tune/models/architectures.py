@@ -1,4 +1,5 @@
-"""The six classification architectures (paper Fig. 2) as data: what goes into each input channel."""
+"""The classification architectures as data: what goes into each input channel. #1..#6 are the paper's
+(Fig. 2); #7 puts a Pix2Pix virtual DES in the third channel (a generator the paper did not try)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class Architecture:
     number: int
     name: str
     channels: tuple[str, str, str]
-    generator: str | None = None  # registered generator model that makes the `vdes` channel
+    generator: str | None = None  # a registered generator (models/generators.py) that makes the `vdes` channel
     end_to_end: bool = False  # the generator trains with the classifier (#5)
 
     def __post_init__(self) -> None:
@@ -42,13 +43,27 @@ for _arch in (
     Architecture(4, "LE+LED+U-Net/PT", ("le", "led", "vdes"), generator="unet"),
     Architecture(5, "LE+LED+U-Net/EE", ("le", "led", "vdes"), generator="unet", end_to_end=True),
     Architecture(6, "LE+LED+CycleGAN", ("le", "led", "vdes"), generator="cyclegan"),
+    Architecture(7, "LE+LED+Pix2Pix", ("le", "led", "vdes"), generator="pix2pix"),
 ):
     ARCHITECTURES.register(str(_arch.number))(_arch)
 
+PAPER_ARCHITECTURES = (1, 2, 3, 4, 5, 6)  # what an evaluation runs unless told otherwise
+
 
 def get_architecture(number: int | str) -> Architecture:
-    """Architecture #1..#6."""
+    """A registered architecture by number (#1..#6 of the paper, #7 Pix2Pix)."""
     return ARCHITECTURES.get(str(number))
+
+
+def pretrained_generators() -> dict[int, str]:
+    """Architecture number -> generator model, for those reading a generator trained once before them."""
+    return {arch.number: arch.generator for arch in map(ARCHITECTURES.get, ARCHITECTURES.names())
+            if arch.generator and not arch.end_to_end}
+
+
+def virtual_architectures() -> tuple[int, ...]:
+    """Numbers of the architectures whose third channel is a virtual DES."""
+    return tuple(int(n) for n in ARCHITECTURES.names() if ARCHITECTURES.get(n).generator)
 
 
 def compose(arch: Architecture, images: dict[str, torch.Tensor]) -> torch.Tensor:

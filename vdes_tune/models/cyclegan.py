@@ -53,17 +53,23 @@ class ResnetGenerator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """70x70 PatchGAN (n_layers=3): a real/fake score per patch, no sigmoid (least-squares GAN)."""
+    """70x70 PatchGAN (n_layers=3): a real/fake score per patch, no sigmoid (the loss takes raw scores).
 
-    def __init__(self, in_channels: int = 1, features: int = 64, layers: int = 3) -> None:
+    `norm` is "instance" (CycleGAN's reference) or "batch" (Pix2Pix's reference).
+    """
+
+    def __init__(self, in_channels: int = 1, features: int = 64, layers: int = 3, norm: str = "instance") -> None:
         super().__init__()
+        if norm not in ("instance", "batch"):
+            raise ValueError(f"PatchDiscriminator norm must be 'instance' or 'batch', got {norm!r}")
+        _layer_norm = _norm if norm == "instance" else nn.BatchNorm2d
         seq: list[nn.Module] = [nn.Conv2d(in_channels, features, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         mult = 1
         for n in range(1, layers + 1):
             prev, mult = mult, min(2 ** n, 8)
             stride = 2 if n < layers else 1
             seq += [nn.Conv2d(features * prev, features * mult, 4, stride=stride, padding=1),
-                    _norm(features * mult), nn.LeakyReLU(0.2, True)]
+                    _layer_norm(features * mult), nn.LeakyReLU(0.2, True)]
         seq.append(nn.Conv2d(features * mult, 1, 4, stride=1, padding=1))
         self.net = nn.Sequential(*seq)
 

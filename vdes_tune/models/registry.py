@@ -37,6 +37,9 @@ _add(ModelInfo("unet", "generator", UNet, 1, "1-channel virtual DES",
                {"width": 32, "depth": 6, "dropout": 0.2}))
 _add(ModelInfo("cyclegan", "generator", CycleGAN, 1, "1-channel virtual DES (G: LE -> DES)",
                {"features": 64, "blocks": 9, "disc_features": 64}))
+# Pix2Pix's generator is a U-Net (its reference's width and dropout); its PatchGAN only trains it.
+_add(ModelInfo("pix2pix", "generator", UNet, 1, "1-channel virtual DES",
+               {"width": 64, "depth": 6, "dropout": 0.5}))
 for _name in CLASSIFIERS:
     _add(ModelInfo(_name, "classifier", lambda _n=_name, **kw: build_classifier(_n, **kw), 3,
                    "2 logits (non-malignant, malignant)", {"dropout": 0.2}))

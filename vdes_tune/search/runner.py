@@ -212,8 +212,9 @@ def summarise(board: Any, space: SearchSpace, name: str, path: str) -> dict[str,
             "errored": int((board["status"] == "ERROR").sum()), "best": best}
 
 
-def print_leaderboard(board: Any, metric: str, top: int = 10, out: Any = sys.stdout) -> None:
-    """The leaderboard's first rows as a text table."""
+def print_leaderboard(board: Any, metric: str, top: int = 10, out: Any = None) -> None:
+    """The leaderboard's first rows as a text table (on stdout unless `out` is given)."""
+    out = out or sys.stdout  # looked up per call: sys.stdout may have been replaced since import
     params = [c for c in board.columns if c.startswith("train.") or c == "arch"]
     cols = ["rank", "trial_id", "status", metric, f"{metric}_std", *params, "epochs", "memory_estimate_gb",
             "gpu_fraction"]

@@ -21,7 +21,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from vdes_tune.config import TrainConfig, from_dict, resolve_shipped
+from vdes_tune.config import TrainConfig, architecture_numbers, from_dict, resolve_shipped
 from vdes_tune.errors import BadInputError
 
 SECTIONS = ("train",)
@@ -32,7 +32,8 @@ KINDS = ("choice", "int", "uniform", "loguniform")
 TOP_LEVEL = {"name", "description", "arch", "metric", "mode", "repeats", "algorithm", "num_samples", "seed",
              "scheduler", "asha", "fixed", "parameters"}
 ARCH_KEY = "arch"
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+# Inside the package so an installed wheel has them; the checkout's search_spaces/ links here.
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "shipped" / "search_spaces"
 
 
 @dataclass(frozen=True)
@@ -251,8 +252,9 @@ def parse_space(data: dict[str, Any], where: str, name: str = "") -> SearchSpace
         if required not in data:
             raise _fail(where, required, "is required")
     arch = data["arch"] if isinstance(data["arch"], list) else [data["arch"]]
-    if not arch or any(isinstance(a, bool) or not isinstance(a, int) or not 1 <= a <= 6 for a in arch):
-        raise _fail(where, "arch", f"expected an architecture 1..6 or a list of them, got {data['arch']!r}")
+    known = architecture_numbers()
+    if not arch or any(isinstance(a, bool) or not isinstance(a, int) or a not in known for a in arch):
+        raise _fail(where, "arch", f"expected an architecture of {known} or a list of them, got {data['arch']!r}")
     metric, mode = data["metric"], data.get("mode", "max")
     if metric not in METRICS:
         raise _fail(where, "metric", f"{metric!r} is not one of {list(METRICS)}")

@@ -10,12 +10,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from vdes_tune.config import TrainConfig, config_hash, to_dict, to_yaml
+from vdes_tune.config import GeneratorConfig, TrainConfig, config_hash, from_yaml, to_dict, to_yaml
 from vdes_tune.errors import BadInputError
 from vdes_tune.models.architectures import get_architecture
 from vdes_tune.models.classifiers import build_classifier
-from vdes_tune.models.cyclegan import ResnetGenerator
-from vdes_tune.models.registry import build_model
+from vdes_tune.models.generators import build_generator, generator_config
 from vdes_tune.training.data import attach_vdes, load_split, loaders
 from vdes_tune.training.engine import FitResult, Fitter, seed_everything
 from vdes_tune.training.tasks import ClassificationTask
@@ -31,16 +30,11 @@ def pick_device(name: str) -> torch.device:
 
 def _generator(cfg: TrainConfig) -> torch.nn.Module | None:
     arch = get_architecture(cfg.arch)
-    if arch.generator is None:
-        return None
-    if arch.generator == "unet":
-        model = build_model("unet", width=cfg.unet_width, depth=cfg.unet_depth, dropout=cfg.unet_dropout)
-    else:
-        model = ResnetGenerator()  # only G (LE -> DES) of the CycleGAN is needed downstream
+    if arch.generator is None or (cfg.vdes and not arch.end_to_end):
+        return None  # no vdes channel, or one synthesised once and read from vdes/<name>
     if arch.end_to_end:
-        return model  # #5 trains it from scratch together with the classifier
-    if cfg.vdes:
-        return None  # the virtual DES was synthesised once and is read from vdes/<name>
+        # #5 trains it from scratch with the classifier, in the shape this run was given (U-Net width, depth).
+        return build_generator(generator_config(arch.generator, to_dict(cfg)))
     if not cfg.generator_weights:
         raise BadInputError(f"architecture #{arch.number} {arch.name} needs a virtual DES: set vdes (a "
                             f"`vdes/<name>` set, see `vdes-tune generators synthesize`) or generator_weights "
@@ -48,6 +42,13 @@ def _generator(cfg: TrainConfig) -> torch.nn.Module | None:
     path = Path(cfg.generator_weights)
     if not path.is_file():
         raise BadInputError(f"{path}: generator weights file does not exist")
+    # Weights from `generators train` sit beside the config that shaped them; bare weights take this run's shape.
+    made = path.with_name("config.yaml")
+    gcfg = from_yaml(GeneratorConfig, made) if made.is_file() else generator_config(arch.generator, to_dict(cfg))
+    if gcfg.model != arch.generator:
+        raise BadInputError(f"{path}: weights of a {gcfg.model} generator, but #{arch.number} {arch.name} "
+                            f"needs a {arch.generator}")
+    model = build_generator(gcfg)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
 

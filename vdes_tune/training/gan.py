@@ -1,4 +1,5 @@
-"""CycleGAN training task (paper 2.3.2): two optimisers, LSGAN losses (1)-(2), cycle (3), identity (4)."""
+"""GAN training tasks: CycleGAN (paper 2.3.2: LSGAN losses (1)-(2), cycle (3), identity (4)) and Pix2Pix
+(Isola et al.: conditional PatchGAN + L1 to the paired real DES)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vdes_tune.models.cyclegan import CycleGAN, ImagePool
+from vdes_tune.models.cyclegan import CycleGAN, ImagePool, PatchDiscriminator
 from vdes_tune.training.engine import adam, prepare_device, to_device
 from vdes_tune.training.tasks import autocast_for, evaluate_generator
 
@@ -18,6 +19,15 @@ def _lsgan(scores: torch.Tensor, real: bool) -> torch.Tensor:
     """Least-squares GAN loss: the reference's stand-in for the log terms of eqs. (1)-(2)."""
     scores = scores.float()
     return F.mse_loss(scores, torch.ones_like(scores) if real else torch.zeros_like(scores))
+
+
+def _vanilla(scores: torch.Tensor, real: bool) -> torch.Tensor:
+    """The original GAN loss on raw scores (Pix2Pix's reference default)."""
+    scores = scores.float()
+    return F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores) if real else torch.zeros_like(scores))
+
+
+GAN_LOSSES = {"vanilla": _vanilla, "lsgan": _lsgan}
 
 
 def _requires_grad(modules: Iterable[nn.Module], flag: bool) -> None:
@@ -83,3 +93,56 @@ class CycleGANTask:
     def state_dict(self) -> dict[str, Any]:
         """All four networks (G alone is what the architectures load)."""
         return {"cyclegan": self.model.state_dict(), "generator": self.model.g_le2des.state_dict()}
+
+
+class Pix2PixTask:
+    """Pix2Pix: a U-Net G (LE -> DES) against a conditional PatchGAN D on (LE, DES) pairs, plus lambda * L1(G(LE),
+    DES); selected on validation L1 of G to the real DES like the other generators."""
+
+    selection_metric = "l1"
+    selection_mode = "min"
+
+    def __init__(self, generator: nn.Module, discriminator: PatchDiscriminator, lr: float, device: torch.device,
+                 betas: tuple[float, float] = (0.5, 0.999), lambda_l1: float = 100.0, gan_loss: str = "vanilla") -> None:
+        prepare_device(device, generator, discriminator)
+        self.generator, self.discriminator, self.device = generator, discriminator, device
+        self.lambda_l1, self.gan = lambda_l1, GAN_LOSSES[gan_loss]
+        self.opt_g = adam(generator.parameters(), lr, betas)
+        self.opt_d = adam(discriminator.parameters(), lr, betas)
+
+    def train(self, mode: bool = True) -> None:
+        """Training or evaluation mode of both networks."""
+        self.generator.train(mode)
+        self.discriminator.train(mode)
+
+    def train_step(self, batch: tuple[dict[str, torch.Tensor], torch.Tensor]) -> dict[str, float]:
+        """One discriminator step on real and generated pairs, then one generator step (the reference's order)."""
+        images, _ = batch
+        le, des = to_device(images["le"], self.device), to_device(images["des"], self.device)
+        d = self.discriminator
+        with autocast_for(self.device):
+            fake = self.generator(le)
+            loss_d = 0.5 * (self.gan(d(torch.cat([le, des], 1)), True)
+                            + self.gan(d(torch.cat([le, fake.detach()], 1)), False))
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        _requires_grad([d], False)  # the generator step must not move the discriminator
+        with autocast_for(self.device):
+            gan_g = self.gan(d(torch.cat([le, fake], 1)), True)
+            l1 = F.l1_loss(fake.float(), des)
+            loss_g = gan_g + self.lambda_l1 * l1
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        _requires_grad([d], True)
+        return {"loss": loss_g.item(), "gan_g": gan_g.item(), "l1": l1.item(), "d": loss_d.item()}
+
+    def evaluate(self, batches: Iterable[Any]) -> dict[str, Any]:
+        """Image metrics of G's virtual DES on a loader."""
+        return evaluate_generator(self.generator, batches, self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        """G (what the architectures load) and D (kept with the generator for further training)."""
+        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict()}

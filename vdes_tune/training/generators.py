@@ -1,4 +1,4 @@
-"""One generator training run (U-Net/PT or CycleGAN): data, task, fit, image metrics, weights, sample montage."""
+"""One generator training run (any registered generator): data, task, fit, image metrics, weights, sample montage."""
 
 from __future__ import annotations
 
@@ -12,32 +12,18 @@ import torch
 from torch import nn
 
 from vdes_tune.config import GeneratorConfig, config_hash, from_dict, to_dict, to_yaml
-from vdes_tune.models.cyclegan import CycleGAN, ResnetGenerator
-from vdes_tune.models.unet import UNet
+from vdes_tune.models.generators import GENERATORS, build_generator
 from vdes_tune.training.classify import pick_device
 from vdes_tune.training.data import CropDataset, load_split, loaders
 from vdes_tune.training.engine import FitResult, fit, prepare_device, seed_everything, to_device
-from vdes_tune.training.gan import CycleGANTask
-from vdes_tune.training.tasks import TranslationTask, autocast_for
+from vdes_tune.training.tasks import autocast_for
 from vdes_tune.remote import read_bytes
 from vdes_tune.workspace import write_json
 
 WEIGHTS = "generator.pt"  # state dict of the LE -> DES network: what #4/#6 and `synthesize` load
 
 
-def build_generator(cfg: GeneratorConfig) -> nn.Module:
-    """The LE -> DES network a config describes (for a CycleGAN, only G)."""
-    if cfg.model == "unet":
-        return UNet(cfg.unet_width, cfg.unet_depth, cfg.unet_dropout)
-    return ResnetGenerator(1, 1, cfg.features, cfg.blocks)
-
-
-def _task(cfg: GeneratorConfig, device: torch.device) -> TranslationTask | CycleGANTask:
-    betas = (cfg.betas[0], cfg.betas[1])
-    if cfg.model == "unet":
-        return TranslationTask(build_generator(cfg), cfg.lr, device, cfg.loss, betas)
-    model = CycleGAN(cfg.features, cfg.blocks, cfg.disc_features)
-    return CycleGANTask(model, cfg.lr, device, betas, cfg.lambda_cycle, cfg.lambda_identity, cfg.pool_size, cfg.seed)
+__all__ = ["WEIGHTS", "Synthesizer", "build_generator", "montage", "run_generator_training"]
 
 
 @torch.no_grad()
@@ -63,15 +49,16 @@ def run_generator_training(cfg: GeneratorConfig, shards: Path, out: Path,
     frames = {s: load_split(shards, s) for s in ("train", "val", "test")}
     sources = ("le", "des")
     data = loaders(frames, sources, cfg.batch_size, cfg.augment, cfg.seed)
-    task = _task(cfg, pick_device(cfg.device))
+    task = GENERATORS.get(cfg.model).task(cfg, pick_device(cfg.device))
     result: FitResult = fit(task, data["train"], data["val"], data["test"], cfg.epochs, on_epoch,
                             patience=cfg.patience)
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: {n: t.cpu() for n, t in v.items()} for k, v in result.best_state.items()}
     torch.save(state["generator"], out / WEIGHTS)
-    if "cyclegan" in state:
-        torch.save(state["cyclegan"], out / "cyclegan.pt")
+    for part, weights in state.items():  # the rest of a GAN (cyclegan.pt, discriminator.pt), to train on from
+        if part != "generator":
+            torch.save(weights, out / f"{part}.pt")
     generator = build_generator(cfg)
     generator.load_state_dict(state["generator"])
     cv2.imwrite(str(out / "samples.png"), montage(generator, data["val"].dataset, cfg.samples))

@@ -128,12 +128,10 @@ def _classifier_trace(name: str, dropout: float, batch: int, size: int, device: 
 
 def _untrained_generator(kind: str, width: int, depth: int, dropout: float) -> nn.Module:
     """The architecture's generator with fresh weights (memory does not depend on the weights)."""
-    from vdes_tune.models.cyclegan import ResnetGenerator
-    from vdes_tune.models.registry import build_model
+    from vdes_tune.models.generators import build_generator, generator_config
 
-    if kind == "unet":
-        return build_model("unet", width=width, depth=depth, dropout=dropout)
-    return ResnetGenerator()  # only G (LE -> DES) of the CycleGAN runs in a classification step
+    shape = {"unet_width": width, "unet_depth": depth, "unet_dropout": dropout}
+    return build_generator(generator_config(kind, shape))
 
 
 @functools.lru_cache(maxsize=1024)
