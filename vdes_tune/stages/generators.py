@@ -33,6 +33,7 @@ def is_trained(cfg: GeneratorConfig, workspace: Workspace, name: str) -> bool:
 def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, force: bool = False,
           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `cfg.model` on the ingested train split into generators/<name>; a no-op when already done."""
+    from vdes_tune.inference.model_card import write_model_card
     from vdes_tune.training.generators import run_generator_training
 
     name = name or cfg.model
@@ -44,14 +45,19 @@ def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, f
     chash, ihash = config_hash(cfg), _digest(inputs)
     workspace.pull(workspace.dataset.shards)
     start = time.perf_counter()
+    dataset = read_manifest(workspace.dataset.root) or {}
     with atomic_dir(final) as tmp:
         summary = run_generator_training(cfg, workspace.dataset.shards, tmp, on_epoch)
-        write_json(tmp / "manifest.json", {
+        manifest = {
             "schema_version": SCHEMA_VERSION, "stage": "generators.train", "vdes_tune_version": __version__,
             "name": name, "config": to_dict(cfg), "config_hash": chash, "inputs": inputs, "inputs_hash": ihash,
             "seeds": {"train": cfg.seed}, "rows": summary["crops"], "best_epoch": summary["best_epoch"],
+            # `apply` tiles per-image-normalised generators at the size they trained on.
+            "crop_size": dataset.get("config", {}).get("crop_size"),
             "seconds": round(time.perf_counter() - start, 2), "created_unix": time.time(), "complete": True,
-        })
+        }
+        write_model_card(tmp, manifest, dataset)
+        write_json(tmp / "manifest.json", manifest)
     workspace.push(final)
     return {**summary, "skipped": False, "output": workspace.location(final)}
 

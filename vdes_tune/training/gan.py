@@ -103,7 +103,8 @@ class Pix2PixTask:
     selection_mode = "min"
 
     def __init__(self, generator: nn.Module, discriminator: PatchDiscriminator, lr: float, device: torch.device,
-                 betas: tuple[float, float] = (0.5, 0.999), lambda_l1: float = 100.0, gan_loss: str = "vanilla") -> None:
+                 betas: tuple[float, float] = (0.5, 0.999), lambda_l1: float = 100.0,
+                 gan_loss: str = "vanilla") -> None:
         prepare_device(device, generator, discriminator)
         self.generator, self.discriminator, self.device = generator, discriminator, device
         self.lambda_l1, self.gan = lambda_l1, GAN_LOSSES[gan_loss]
