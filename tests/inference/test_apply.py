@@ -172,6 +172,27 @@ def test_nothing_written_is_an_error_with_the_reasons_recorded(work: Path, tmp_p
     assert "too small (9x5 px" in skipped[2]["reason"]
 
 
+def test_dicom_folders_get_only_their_low_energy_images_translated(work: Path, tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    study.mkdir()
+    for name, image_type in (("low_energy", ["ORIGINAL", "PRIMARY", "", "LOW_ENERGY"]),
+                             ("recombined", ["DERIVED", "PRIMARY", "", "RECOMBINED"])):  # GE SenoBright's tags
+        ds = _write_dicom(study / f"{name}.dcm", _image(40, 36, len(name)))
+        ds.Manufacturer, ds.ImageType = "GE MEDICAL SYSTEMS", image_type
+        ds.save_as(study / f"{name}.dcm", enforce_file_format=True)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["generators", "apply", "unet", str(study), "--out", str(out),
+                                      "--work", str(work), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["low_energy.dcm", "low_energy.png", "provenance.json"]
+    (skip,) = json.loads((out / "provenance.json").read_text())["runs"][0]["skipped"]
+    assert Path(skip["input"]).name == "recombined.dcm" and "not a low-energy image (recombined" in skip["reason"]
+    # Its own output is a derived secondary image: applying again to the output folder translates nothing.
+    again = CliRunner().invoke(app, ["generators", "apply", "unet", str(out / "low_energy.dcm"), "--out",
+                                     str(tmp_path / "again"), "--work", str(work), "--quiet"])
+    assert again.exit_code != 0 and "nothing written" in str(again.exception)
+
+
 def test_cyclegan_runs_on_tiles_of_its_training_crop(work: Path, tmp_path: Path) -> None:
     ws = Workspace.at(work)
     gen = load_generator(ws, "cyclegan")

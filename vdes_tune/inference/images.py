@@ -82,10 +82,15 @@ def read_input(path: Path) -> InputImage:
         raise UnreadableImage(path, UNSUPPORTED)
     digest = hashlib.sha256(data).hexdigest()
     if kind == "dicom":
-        from vdes_tune.data.dicom import read_dataset, to_uint8
+        from vdes_tune.data.dicom import LE, classify, read_dataset, to_uint8
 
         ds = read_dataset(io.BytesIO(data), path)
         ds.filename = str(path)
+        # A CESM study folder also holds recombined and high-energy images (and our own derived outputs);
+        # the generator only means something on LE. An image no rule knows (plain FFDM) is still applied.
+        image_kind, why = classify(ds)
+        if image_kind is not None and image_kind != LE:
+            raise UnreadableImage(path, f"not a low-energy image ({image_kind.replace('_', '-')}: {why})")
         try:
             pixels = to_uint8(ds)
         except ValueError as exc:  # a window the standard does not allow
