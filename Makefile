@@ -27,6 +27,7 @@ bench: $(BIN)/vdes-tune
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/demo.py
 	$(BIN)/python benchmarks/answer_calibration.py
+	$(BIN)/python benchmarks/apply.py
 	$(BIN)/python benchmarks/cluster.py
 	@# The report in a real browser, where one is installed (Debian: apt install chromium).
 	@if command -v chromium >/dev/null; then $(BIN)/vdes-tune demo --work $(WORK) >/dev/null && \
