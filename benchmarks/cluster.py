@@ -132,7 +132,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         work = tmp / "work"
-        with ray_session(num_cpus=2, quiet=True):  # ingest on a local Ray instance, gone before the clusters
+        with ray_session(num_cpus=2):  # ingest on a local Ray instance, gone before the clusters
             write_dataset(SynthConfig(patients=args.patients, size="small", seed=3), tmp / "raw")
             ingest.run(IngestConfig(crop_size=args.crop_size), Workspace.at(work), tmp / "raw")
         space = _space(tmp / "cluster_bench.yaml", args)

@@ -39,7 +39,7 @@ def main() -> None:
     archs = tuple(int(a) for a in args.archs.split(","))
     cfg = EvaluateConfig(archs=archs, repeats=args.repeats,
                          train={"classifier": "resnet18", "epochs": args.epochs, "batch_size": 16})
-    with tempfile.TemporaryDirectory() as tmp, ray_session(num_cpus=2, quiet=True):
+    with tempfile.TemporaryDirectory() as tmp, ray_session(num_cpus=2):
         write_dataset(SynthConfig(patients=args.patients, size="small", seed=0), f"{tmp}/raw")
         ingest.run(IngestConfig(crop_size=args.crop_size), Workspace.at(f"{tmp}/work"), f"{tmp}/raw")
         rows, results = [], {}

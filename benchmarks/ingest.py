@@ -36,7 +36,7 @@ def main() -> None:
         for cpus in args.cpus:
             work = Workspace.at(Path(tmp) / f"work{cpus}")
             t0 = time.perf_counter()
-            with ray_session(num_cpus=cpus, quiet=True):
+            with ray_session(num_cpus=cpus):
                 summary = ingest.run(IngestConfig(), work, raw, force=True)
                 t1 = time.perf_counter()
                 ingest.run(IngestConfig(), work, raw, force=True)

@@ -136,7 +136,7 @@ def build_frame(args: argparse.Namespace, tmp: Path, notes: list[str],
         raise SystemExit(2)
     work = Workspace.at(tmp / "work")
     t0 = time.perf_counter()
-    with ray_session(num_cpus=2, quiet=True):
+    with ray_session(num_cpus=2):
         ingest.run(IngestConfig(crop_size=args.crop_size, seed=args.seed), work, raw)
     timings["ingest_s"] = time.perf_counter() - t0
     return attach_truth(load_crops(work), pd.read_csv(raw / TRUTH_NAME))

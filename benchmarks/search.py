@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, ray_session(num_cpus=2, quiet=True):
+    with tempfile.TemporaryDirectory() as tmp, ray_session(num_cpus=2):
         root = Path(tmp)
         write_dataset(SynthConfig(patients=args.patients, size="small", seed=3), root / "raw")
         ingest.run(IngestConfig(crop_size=args.crop_size), Workspace.at(root / "work"), root / "raw")

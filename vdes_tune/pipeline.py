@@ -130,9 +130,10 @@ def _stage(kind: str, body: Any) -> Stage:
 
 
 def run_pipeline(pipe: Pipeline, data: str | Path, work: str | Path, address: str | None = None,
-                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                 log: Callable[[str], None] = print, verify: bool = False) -> list[dict[str, Any]]:
     """Run the stages in order in one Ray session; returns one summary per stage. `data` and `work` may be
-    URIs (`s3://`, `gs://`): then this machine works in a local mirror and every node reads and writes there."""
+    URIs (`s3://`, `gs://`): then this machine works in a local mirror and every node reads and writes there.
+    A stage is up to date only when its files verify: sizes always, content hashes too with `verify`."""
     from vdes_tune.remote import is_uri
     from vdes_tune.runtime import ray_session
     from vdes_tune.workspace import Workspace
@@ -150,11 +151,11 @@ def run_pipeline(pipe: Pipeline, data: str | Path, work: str | Path, address: st
     os.chdir(workspace.root)
     done = []
     try:
-        with ray_session(address, quiet=True):
+        with ray_session(address, log_dir=workspace.root / "logs", name=f"run-{pipe.name}"):
             for i, stage in enumerate(pipe.stages, start=1):
                 log(f"[run] {pipe.name} {i}/{len(pipe.stages)}: {stage.label}")
                 start = time.perf_counter()
-                summary = _run_stage(stage, data, workspace, address, log)
+                summary = _run_stage(stage, data, workspace, address, log, verify)
                 summary.update({"stage": stage.kind, "label": stage.label,
                                 "seconds": round(time.perf_counter() - start, 2)})
                 state = "skipped (up to date)" if summary.get("skipped") else f"done in {summary['seconds']:.1f} s"
@@ -167,18 +168,18 @@ def run_pipeline(pipe: Pipeline, data: str | Path, work: str | Path, address: st
 
 
 def _run_stage(stage: Stage, data: str | Path, workspace: Any, address: str | None,
-               log: Callable[[str], None]) -> dict[str, Any]:
+               log: Callable[[str], None], verify: bool = False) -> dict[str, Any]:
     if stage.kind == "ingest":
         from vdes_tune.stages import ingest
 
-        return ingest.run(stage.settings, workspace, data, address=address).to_dict()
+        return ingest.run(stage.settings, workspace, data, address=address, verify=verify).to_dict()
     if stage.kind == "generators":
         from vdes_tune.stages import generators
 
         out = {"skipped": True, "generators": []}
         for name, cfg, synthesize in stage.settings:
-            trained = generators.train(cfg, workspace, name)
-            made = generators.synthesize(name, workspace, address=address) if synthesize else None
+            trained = generators.train(cfg, workspace, name, verify=verify)
+            made = generators.synthesize(name, workspace, address=address, verify=verify) if synthesize else None
             out["skipped"] &= bool(trained["skipped"]) and (made is None or made.skipped)
             out["generators"].append({"name": name, "model": cfg.model, "config": to_dict(cfg)})
         return out
@@ -209,7 +210,7 @@ def _run_stage(stage: Stage, data: str | Path, workspace: Any, address: str | No
         cfg = from_dict(EvaluateConfig, {**to_dict(stage.settings), "configs": list(configs)})
         opts = EvalOptions(run=str(o["run"]), actors=int(o.get("actors", 0)),
                            cpus_per_actor=float(o.get("cpus_per_actor", 1.0)),
-                           gpu_memory_gb=float(o.get("gpu_memory_gb", 24.0)), address=address)
+                           gpu_memory_gb=float(o.get("gpu_memory_gb", 24.0)), address=address, verify=verify)
         summary = evaluate(cfg, workspace.spec, opts, log=log)
         if summary["failed"]:
             raise RuntimeError(f"evaluate: {len(summary['failed'])} job(s) failed: {summary['failed']}")

@@ -8,6 +8,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +19,14 @@ from vdes_tune import remote
 from vdes_tune.errors import BadInputError
 
 # 2: shards carry each crop's lesion mask; outputs of an older version are rebuilt, not trusted.
+# The manifest's `outputs` index (added later) is optional, so it needs no new version: a manifest
+# without it is trusted as before, only unverifiable (README, "Stages and what they write").
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
+OUTPUTS = "outputs"
+# Another host's temporary folder is swept only when nothing in it changed for this long: its owner
+# cannot be asked whether it is alive, and no stage goes a day without writing a file.
+FOREIGN_DEBRIS_AGE_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -184,15 +192,135 @@ def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def manifest_matches(stage_dir: Path, config_hash: str, inputs_hash: str) -> bool:
-    """True when a finished stage output was made from the same config and inputs."""
+def manifest_matches(stage_dir: Path, config_hash: str, inputs_hash: str, verify: bool = False) -> bool:
+    """True when a finished stage output was made from the same config and inputs and its files verify:
+    sizes always, content hashes too with `verify`."""
     found = read_manifest(stage_dir)
     return bool(found) and (
         found.get("schema_version") == SCHEMA_VERSION
         and found.get("config_hash") == config_hash
         and found.get("inputs_hash") == inputs_hash
         and found.get("complete") is True
+        and not verify_outputs(stage_dir, full=verify)
     )
+
+
+def _sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks (shards can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _indexed(path: Path, folder: Path) -> bool:
+    """Whether a file is a stage output: not the manifest, nor hidden temporaries, nor eval's running/."""
+    rel = path.relative_to(folder)
+    return (rel.as_posix() != MANIFEST and not any(part.startswith(".") for part in rel.parts)
+            and rel.parts[0] != "running")
+
+
+def output_index(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every output file under `folder`: relative path -> size and sha256 (what the manifest records)."""
+    return {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+            for p in sorted(folder.rglob("*")) if p.is_file() and _indexed(p, folder)}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One output file that does not match the manifest's index."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def has_output_index(stage_dir: Path) -> bool:
+    """Whether the stage's manifest records its outputs (manifests written before the index do not)."""
+    return isinstance((read_manifest(stage_dir) or {}).get(OUTPUTS), dict)
+
+
+def verify_outputs(stage_dir: Path, full: bool = False) -> list[Problem]:
+    """Files of the manifest's outputs index that are missing, of another size, or (with `full`) of another
+    content; empty when all verify or when the manifest has no index (trusted, see README)."""
+    index = (read_manifest(stage_dir) or {}).get(OUTPUTS)
+    if not isinstance(index, dict):
+        return []
+    problems = []
+    for rel, want in sorted(index.items()):
+        path = stage_dir / rel
+        try:
+            size = path.stat().st_size
+        except OSError:
+            problems.append(Problem(path, "missing"))
+            continue
+        if size != want["size"]:
+            problems.append(Problem(path, f"{size} bytes, the manifest says {want['size']} (truncated or rewritten)"))
+        elif full and _sha256(path) != want["sha256"]:
+            problems.append(Problem(path, "content differs from the manifest's sha256 (corrupt)"))
+    return problems
+
+
+def workspace_of(path: Path) -> Path | None:
+    """The workspace root above a file of a stage folder (dataset/, generators/<n>/, vdes/<n>/, ...)."""
+    path = Path(path)
+    for parent in path.parents:
+        if parent.name == "dataset" and (parent / MANIFEST).is_file():
+            return parent.parent
+        if parent.parent.name in ("generators", "vdes", "eval", "report") and (parent / MANIFEST).is_file():
+            return parent.parent.parent
+    return None
+
+
+def repair_command(path: Path, root: Path | None = None) -> str:
+    """The command that rebuilds the stage output holding `path` (under workspace `root`, found when None)."""
+    path = Path(path)
+    root = root or workspace_of(path)
+    if root is None:
+        return "re-run the stage that wrote it with --force"
+    rel = path.relative_to(root).parts
+    if rel[0] == "dataset":
+        found = read_manifest(root / "dataset") or {}
+        config = root / "dataset" / "config.yaml"
+        return (f"vdes-tune ingest --data {found.get('data', 'RAW')} --work {root}"
+                + (f" --config {config}" if config.is_file() else "") + " --force")
+    name = rel[1]
+    if rel[0] == "generators":
+        model = ((read_manifest(root / "generators" / name) or {}).get("config") or {}).get("model", "MODEL")
+        return (f"vdes-tune generators train {model} --work {root} --name {name} "
+                f"--config {root / 'generators' / name / 'config.yaml'} --force")
+    if rel[0] == "vdes":
+        return f"vdes-tune generators synthesize {name} --work {root} --force"
+    if rel[0] == "eval":
+        return (f"vdes-tune evaluate --work {root} --run {name} --verify (with the run's settings), "
+                f"or `vdes-tune run PIPELINE --data RAW --work {root} --verify`")
+    return f"vdes-tune report --work {root} --run {name}"
+
+
+def read_parquet_checked(path: Path, **kwargs: Any) -> Any:
+    """`pandas.read_parquet` of a stage output; a corrupt or truncated file is a BadInputError naming it and
+    the command that rebuilds it, not a raw ArrowInvalid."""
+    import pandas as pd
+    import pyarrow
+
+    try:
+        return pd.read_parquet(path, **kwargs)
+    except (pyarrow.ArrowException, OSError) as exc:
+        raise BadInputError(f"{path}: unreadable Parquet file, corrupt or truncated ({type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); rebuild it: "
+                            f"{repair_command(path)}") from exc
+
+
+def check_outputs(stage_dir: Path) -> None:
+    """Raise a BadInputError naming the first bad file and its repair when a stage's outputs fail the cheap
+    check: a later stage refuses a truncated input instead of failing deep inside a read."""
+    problems = verify_outputs(stage_dir)
+    if problems:
+        raise BadInputError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                            + f"; rebuild it: {repair_command(problems[0].path)}")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -202,18 +330,114 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _host_tag() -> str:
+    """A short, name-safe tag of this host."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _start_ticks(pid: int) -> int:
+    """A process's start time in clock ticks since boot (Linux /proc); 0 where unknown."""
+    try:
+        # Field 22 of /proc/<pid>/stat; split after the ')' closing the command name, which may hold spaces.
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _owner_tag() -> str:
+    """host-pid-start of this process, put in temporary folder names so a later run can tell whether the
+    writer still lives (a pid alone may have been reused)."""
+    return f"{_host_tag()}-{os.getpid()}-{_start_ticks(os.getpid())}"
+
+
+DEBRIS = re.compile(r"^\.(?P<stage>.+)\.(?P<kind>tmp|old)-(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)-)?"
+                    r"[0-9a-f]{8}$")
+
+
+@dataclass(frozen=True)
+class Debris:
+    """A temporary folder of atomic_dir left behind, and whether sweeping it is safe."""
+
+    path: Path
+    safe: bool
+    why: str
+
+
+def _pid_alive(pid: int, start: int) -> bool:
+    """Whether the process `pid` started at `start` (0: unknown) still runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    now = _start_ticks(pid)
+    return not (start and now and now != start)  # another start time: the pid was reused
+
+
+def _newest_mtime(folder: Path) -> float:
+    """Latest modification time of a folder or anything in it."""
+    newest = folder.stat().st_mtime
+    for base, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(base, name)).st_mtime)
+    return newest
+
+
+def judge_debris(path: Path, now: float | None = None) -> Debris:
+    """Whether a leftover temporary folder may be removed: its owner is dead on this host, or (another
+    host's, or a name without an owner) nothing in it changed for FOREIGN_DEBRIS_AGE_S."""
+    m = DEBRIS.match(path.name)
+    if m and m["host"] == _host_tag():
+        pid, start = int(m["pid"]), int(m["start"])
+        if _pid_alive(pid, start):
+            return Debris(path, False, f"its owner, pid {pid} on this host, is alive")
+        return Debris(path, True, f"its owner, pid {pid} on this host, is gone")
+    age = (now if now is not None else time.time()) - _newest_mtime(path)
+    owner = f"owned by host {m['host']}" if m and m["host"] else "owner unknown"
+    if age >= FOREIGN_DEBRIS_AGE_S:
+        return Debris(path, True, f"{owner}, untouched for {age / 3600:.0f} h")
+    return Debris(path, False, f"{owner}, changed {age / 60:.0f} min ago (swept after "
+                               f"{FOREIGN_DEBRIS_AGE_S // 3600} h)")
+
+
+def find_debris_in(folder: Path) -> list[Debris]:
+    """Every temporary folder of atomic_dir directly in `folder`, judged."""
+    if not folder.is_dir():
+        return []
+    return [judge_debris(p) for p in sorted(folder.glob(".*")) if p.is_dir() and DEBRIS.match(p.name)]
+
+
+def find_debris(final: Path) -> list[Debris]:
+    """atomic_dir's temporary folders of `final` (siblings `.<name>.tmp-*` / `.<name>.old-*`), judged."""
+    return [d for d in find_debris_in(final.parent) if DEBRIS.match(d.path.name)["stage"] == final.name]
+
+
+def sweep_debris(final: Path) -> list[Path]:
+    """Remove the temporary folders of `final` that a killed run left and no live process owns."""
+    swept = []
+    for found in find_debris(final):
+        if found.safe:
+            shutil.rmtree(found.path, ignore_errors=True)
+            swept.append(found.path)
+    return swept
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a fresh temporary sibling folder that replaces `final` only if the block succeeds."""
+    """Yield a fresh temporary sibling folder that replaces `final` only if the block succeeds; first sweep
+    what killed runs left (their folders name their owner: host, pid, start time)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    sweep_debris(final)
+    tmp = final.with_name(f".{final.name}.tmp-{_owner_tag()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    old = final.with_name(f".{final.name}.old-{_owner_tag()}-{uuid.uuid4().hex[:8]}")
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)

@@ -91,3 +91,9 @@ def test_models_list_and_describe_json() -> None:
 def test_models_describe_unknown_name_exits_2() -> None:
     result = _cli("models", "describe", "vgg16")
     assert result.returncode == 2 and "available: unet" in result.stderr
+
+
+def test_a_command_that_exits_non_zero_keeps_its_code_through_main(tmp_path: Path) -> None:
+    # `status` of an empty workspace raises typer.Exit(1); main() runs click without standalone mode.
+    result = _cli("status", "--work", str(tmp_path / "empty"))
+    assert result.returncode == 1 and "missing" in result.stdout

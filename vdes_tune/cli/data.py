@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vdes_tune.cli import app
+from vdes_tune.cli.status import verify_option
 from vdes_tune.config import IngestConfig, SynthConfig, from_yaml, to_dict
 from vdes_tune.data.qa import table_markdown
 
@@ -61,6 +62,7 @@ def ingest(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of splits and normal-crop positions."),
     strict: bool = typer.Option(False, "--strict", help="Exit 2 on any bad input instead of skipping it."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the manifest matches."),
+    verify: bool = verify_option(),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster (auto, host:port, ray://...); "
                                           "default: a local Ray on 127.0.0.1."),
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs for the local Ray instance."),
@@ -79,7 +81,8 @@ def ingest(
         from vdes_tune.config import from_dict
 
         cfg = from_dict(IngestConfig, {**to_dict(cfg), **overrides})
-    summary = stage.run(cfg, Workspace.at(work), data, force=force, address=address, num_cpus=num_cpus)
+    summary = stage.run(cfg, Workspace.at(work), data, force=force, address=address, num_cpus=num_cpus,
+                        verify=verify)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
         return

@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from vdes_tune.cli import app
+from vdes_tune.cli.status import verify_option
 from vdes_tune.errors import BadInputError
 
 
@@ -80,6 +81,7 @@ def evaluate(
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Memory calibration JSON."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto, host:port or ray://..."),
     force: bool = typer.Option(False, "--force", help="Discard finished jobs of a differently configured run."),
+    verify: bool = verify_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train every architecture `--repeats` times on a pool of Ray actors; re-running resumes."""
@@ -87,7 +89,8 @@ def evaluate(
 
     cfg = build_config(config, configs, repeats, archs, seed, set_, work)
     opts = EvalOptions(run=run, actors=actors, cpus_per_actor=cpus_per_actor, gpu_memory_gb=gpu_memory_gb,
-                       calibration=str(calibration) if calibration else "", address=address, force=force)
+                       calibration=str(calibration) if calibration else "", address=address, force=force,
+                       verify=verify)
     summary = run_evaluation(cfg, work, opts, log=lambda m: typer.echo(m, err=True))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

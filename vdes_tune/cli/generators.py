@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from vdes_tune.cli import app
+from vdes_tune.cli.status import verify_option
 from vdes_tune.config import GeneratorConfig
 
 generators_app = typer.Typer(help="LE -> DES generators: train (U-Net/PT, CycleGAN, Pix2Pix), synthesize, "
@@ -45,6 +46,7 @@ def train_generator(
     patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping on validation L1 (0: off)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Retrain even when the manifest matches."),
+    verify: bool = verify_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
     """Train on the train split, select on validation L1; write config, weights, metrics.json, samples.png."""
@@ -61,7 +63,7 @@ def train_generator(
             typer.echo(f"epoch {r['epoch']:3d}  loss {r['train_loss']:.4f}  val L1 {v['l1']:.4f} "
                        f"PSNR {v['psnr']:.2f} SSIM {v['ssim']:.3f}  {r['seconds']:.1f}s")
 
-    summary = stage.train(cfg, Workspace.at(work), name, force, on_epoch=show)
+    summary = stage.train(cfg, Workspace.at(work), name, force, on_epoch=show, verify=verify)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
         return
@@ -82,6 +84,7 @@ def synthesize(
                                          "else one per CPU)."),
     device: str = typer.Option("auto", "--device", help="auto (GPU actors when the cluster has GPUs), cpu, cuda."),
     force: bool = typer.Option(False, "--force", help="Rewrite even when the manifest matches."),
+    verify: bool = verify_option(),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster (auto, host:port, ray://...); "
                                           "default: a local Ray on 127.0.0.1."),
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs for the local Ray instance."),
@@ -96,7 +99,8 @@ def synthesize(
 
     if device not in ("auto", "cpu", "cuda"):
         raise BadInputError(f"--device must be auto, cpu or cuda (got {device!r})")
-    summary = stage.synthesize(name, Workspace.at(work), force, address, num_cpus, batch_size, actors, device)
+    summary = stage.synthesize(name, Workspace.at(work), force, address, num_cpus, batch_size, actors, device,
+                               verify)
     if as_json:
         typer.echo(json.dumps(asdict(summary), indent=2))
         return

@@ -10,16 +10,18 @@ from typing import Optional
 import typer
 
 from vdes_tune.cli import app
+from vdes_tune.cli.status import verify_option
 
 DEMO_PATIENTS = 48
 
 
-def _run(pipeline: str, data: str | Path, work: str | Path, address: Optional[str], as_json: bool) -> dict:
+def _run(pipeline: str, data: str | Path, work: str | Path, address: Optional[str], as_json: bool,
+         verify: bool = False) -> dict:
     from vdes_tune.pipeline import load_pipeline, run_pipeline
 
     pipe = load_pipeline(pipeline)
     log = (lambda m: typer.echo(m, err=True))
-    summaries = run_pipeline(pipe, data, work, address, log=log)
+    summaries = run_pipeline(pipe, data, work, address, log=log, verify=verify)
     if as_json:
         typer.echo(json.dumps(summaries, indent=2, default=str))
     return {"pipeline": pipe, "summaries": summaries}
@@ -45,10 +47,11 @@ def run_cmd(
     data: str = typer.Option(..., "--data", help="Raw dataset in the CDD-CESM layout (folder or URI)."),
     work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI) every stage writes to."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto, host:port or ray://..."),
+    verify: bool = verify_option(),
     as_json: bool = typer.Option(False, "--json", help="Print every stage's summary as JSON."),
 ) -> None:
     """Run a pipeline's stages in order, skipping those already done (so re-running resumes)."""
-    result = _run(pipeline, data, work, address, as_json)
+    result = _run(pipeline, data, work, address, as_json, verify)
     if not as_json:
         _finish(result)
 

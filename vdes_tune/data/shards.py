@@ -17,6 +17,7 @@ from vdes_tune.data.pairs import PairResult, process_pair
 from vdes_tune.remote import join, list_files
 
 IMAGE_COLUMNS = ("le", "led", "des")
+SYNTH_ATTEMPTS = 3  # passes of synthesize before an actor that keeps dying fails it
 # lesion: the crop's annotated lesion region (0/1 uint8, all 0 on normal crops), for lesion-aware image quality.
 SHARD_COLUMNS = ("crop_id", "pair_id", "patient_id", "label", "source", "height", "width", *IMAGE_COLUMNS, "lesion")
 # Every output row has every column with a typed default, so blocks always share one Arrow schema.
@@ -44,13 +45,14 @@ def _rows(result: PairResult) -> list[dict[str, Any]]:
     return rows
 
 
-def _process_batch(batch: pd.DataFrame, cfg: dict[str, Any], overlay_ids: frozenset[str]) -> pd.DataFrame:
+def _process_batch(batch: pd.DataFrame, pairs: pd.DataFrame, cfg: dict[str, Any],
+                   overlay_ids: frozenset[str]) -> pd.DataFrame:
     import cv2
 
     cv2.setNumThreads(1)  # one Ray CPU per task; OpenCV's own threads would oversubscribe it
     config = from_dict(IngestConfig, cfg)
     rows: list[dict[str, Any]] = []
-    for row in batch.to_dict("records"):
+    for row in pairs.iloc[batch["id"].to_numpy()].to_dict("records"):
         rows += _rows(process_pair(row, config, row["pair_id"] in overlay_ids))
     return pd.DataFrame(rows, columns=list(_ROW_DEFAULTS))
 
@@ -58,11 +60,14 @@ def _process_batch(batch: pd.DataFrame, cfg: dict[str, Any], overlay_ids: frozen
 def process_pairs(pairs: pd.DataFrame, cfg: IngestConfig, overlay_ids: set[str]) -> ray.data.Dataset:
     """Materialised dataset of registration, error, note and crop rows for every catalog pair."""
     batch = 2
-    # Blocks of two pairs spread the work over every CPU. (Ray's own override_num_blocks split breaks
-    # on pandas 3, so the frame is cut here.)
-    ds = ray.data.from_pandas([pairs.iloc[i:i + batch] for i in range(0, len(pairs), batch)])
+    # Blocks of two pair positions spread the work over every CPU. Made here, not with from_pandas: that
+    # runs a task per frame before the dataset starts, and Ray Data then sees every CPU still taken and
+    # warns the job "will hang". (Ray's own override_num_blocks split of a frame breaks on pandas 3.)
+    ds = ray.data.from_items([{"id": i} for i in range(len(pairs))],
+                             override_num_blocks=max(1, math.ceil(len(pairs) / batch)))
     ds = ds.map_batches(_process_batch, batch_format="pandas", batch_size=batch,
-                        fn_kwargs={"cfg": to_dict(cfg), "overlay_ids": frozenset(overlay_ids)})
+                        fn_kwargs={"pairs": pairs.reset_index(drop=True), "cfg": to_dict(cfg),
+                                   "overlay_ids": frozenset(overlay_ids)})
     return ds.materialize()
 
 
@@ -125,9 +130,19 @@ def synthesize(shards: str, out: str, synthesizer: type, constructor_kwargs: dic
     # `split` comes from the hive folder name; the selection is pushed down into the Parquet read.
     ds = ray.data.read_parquet(shards).select_columns(["crop_id", "height", "width", "le", "split"])
     per_actor = {"num_gpus": num_gpus} if num_gpus else {"num_cpus": 1}
-    made = ds.map_batches(synthesizer, batch_format="pandas", batch_size=batch_size,
-                          fn_constructor_kwargs=constructor_kwargs,
-                          compute=ray.data.ActorPoolStrategy(size=actors), **per_actor).materialize()
+    # Ray Data hands its actors their code and context as object-store refs, so a pool whose actors Ray
+    # restarts (its default) makes Ray log an alarming error at start (ray-project/ray#57733). Ours are not
+    # restarted: a pass whose actor died is run again whole instead (nothing is written until it ends).
+    # Ray 2.60 has no named parameter for it; the deprecation notice of `**ray_remote_args` goes to the log.
+    for attempt in range(1, SYNTH_ATTEMPTS + 1):
+        try:
+            made = ds.map_batches(synthesizer, batch_format="pandas", batch_size=batch_size,
+                                  fn_constructor_kwargs=constructor_kwargs, max_restarts=0,
+                                  compute=ray.data.ActorPoolStrategy(size=actors), **per_actor).materialize()
+            break
+        except ray.exceptions.RayActorError:
+            if attempt == SYNTH_ATTEMPTS:
+                raise
     rows = {}
     for split in SPLITS:
         part = made.filter(expr=col("split") == split).drop_columns(["split"])

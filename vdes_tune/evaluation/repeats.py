@@ -26,7 +26,8 @@ from vdes_tune import __version__
 from vdes_tune.config import EvaluateConfig, GeneratorConfig, config_hash, to_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation.jobs import ArchPlan, Job, JobRunner, check_archs, make_jobs, resolve_configs, result_row
-from vdes_tune.workspace import SCHEMA_VERSION, Workspace, dataset_fingerprint, read_manifest, write_json
+from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, check_outputs, dataset_fingerprint, output_index,
+                                 read_manifest, read_parquet_checked, verify_outputs, write_json)
 
 RESULTS = "results.parquet"
 PREDICTIONS = "predictions.parquet"
@@ -43,6 +44,7 @@ class EvalOptions:
     calibration: str = ""
     address: str | None = None
     force: bool = False
+    verify: bool = False  # check finished jobs' files against the manifest's sha256, not only their sizes
     max_job_attempts: int = 3  # pool-level resubmissions on top of Ray's own task retries
     progress: bool = True
 
@@ -100,13 +102,16 @@ def evaluate(cfg: EvaluateConfig, work: str | Path, opts: EvalOptions = EvalOpti
     out = workspace.pull(workspace.evaluation(opts.run))  # a URI workspace: earlier jobs come to the mirror
     workspace.pull(workspace.dataset.manifest)
     dataset = dataset_fingerprint(workspace.dataset)
-    with ray_session(opts.address, quiet=True):
+    if not workspace.uri:  # a URI workspace's shards are read by the actors there, not mirrored here
+        check_outputs(workspace.dataset.root)
+    with ray_session(opts.address, log_dir=workspace.root / "logs", name="evaluate"):
         vdes = _prepare_generators(cfg, workspace, opts, log)
         plans = resolve_configs(cfg, vdes)
         check_archs(plans)
         jobs = make_jobs(plans, cfg.repeats, cfg.seed)
         _write_plan(out, cfg, plans, vdes, jobs, dataset, opts.force)
         workspace.push(out)  # the plan, and what a --force or a fresh start removed
+        _drop_corrupt_jobs(out, opts.verify, log)
         finished = {p.stem for p in (out / "jobs").glob("*.json")}
         todo = [j for j in jobs if j.id not in finished]
         failures: dict[str, str] = {}
@@ -130,13 +135,25 @@ def evaluate(cfg: EvaluateConfig, work: str | Path, opts: EvalOptions = EvalOpti
         "run": opts.run, "config": to_dict(cfg), "config_hash": config_hash(cfg), "inputs": dataset,
         "inputs_hash": _plan_identity(plans, dataset, cfg.seed), "rows": len(results), "jobs": len(jobs),
         "failed": sorted(failures), "complete": len(results) == len(jobs), "created_unix": time.time(),
-        "last_pool": pool or (read_manifest(out) or {}).get("last_pool", {}),
+        "last_pool": pool or (read_manifest(out) or {}).get("last_pool", {}), "outputs": output_index(out),
     }
     write_json(out / "manifest.json", manifest)
     workspace.push(out)
     return {"run": opts.run, "output": workspace.location(out), "jobs": len(jobs),
             "ran": len(todo) - len(failures), "skipped": not todo, "failed": failures, "results": str(out / RESULTS), "rows": len(results),
             "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _drop_corrupt_jobs(out: Path, full: bool, log: Callable[[str], None]) -> None:
+    """Remove the record of every finished job whose files (record, predictions, weights) fail the
+    manifest's check, so that job runs again instead of feeding a corrupt file to the results."""
+    for problem in verify_outputs(out, full):
+        rel = problem.path.relative_to(out)
+        if rel.parts[0] in ("jobs", "predictions", "weights") and len(rel.parts) == 2:
+            record = out / "jobs" / f"{rel.name.split('.')[0]}.json"
+            if record.is_file():  # absent: the job is not finished (or --force removed it) and runs anyway
+                log(f"[evaluate] {problem}; job {record.stem} runs again")
+                record.unlink()
 
 
 def _describe(resources: dict[str, float]) -> str:
@@ -187,7 +204,7 @@ def collect(out: Path, jobs: list[Job]) -> pd.DataFrame:
             rows.append(result_row(json.loads(path.read_text())))
             scores = out / "predictions" / f"{job.id}.parquet"
             if scores.is_file():
-                predictions.append(pd.read_parquet(scores))
+                predictions.append(read_parquet_checked(scores))
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame = frame.sort_values(["arch", "repeat"]).reset_index(drop=True)
@@ -232,7 +249,7 @@ def _prepare_generators(cfg: EvaluateConfig, workspace: Workspace, opts: EvalOpt
         shape = {k: getattr(plan.config, k) for k in GENERATORS.get(model).shape_fields if k in plan.origin}
         gcfg = GeneratorConfig.for_model(model, **{"seed": cfg.seed, **shape, **cfg.generators.get(model, {})})
         names[a] = f"{model}-{config_hash(gcfg)[:8]}"
-        if not generators.is_trained(gcfg, workspace, names[a]):
+        if not generators.is_trained(gcfg, workspace, names[a], opts.verify):
             to_train[a] = gcfg
     if to_train:
         gpus = ray.cluster_resources().get("GPU", 0)
@@ -245,7 +262,7 @@ def _prepare_generators(cfg: EvaluateConfig, workspace: Workspace, opts: EvalOpt
         ray.get(refs)
     for a in names:
         if a not in cfg.vdes:
-            generators.synthesize(names[a], workspace, address=opts.address)
+            generators.synthesize(names[a], workspace, address=opts.address, verify=opts.verify)
     return names
 
 

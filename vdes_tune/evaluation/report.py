@@ -21,7 +21,8 @@ from vdes_tune.config import to_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation import calibration, figures, paired, quality, search_view, stats
 from vdes_tune.models.architectures import virtual_architectures
-from vdes_tune.workspace import SCHEMA_VERSION, Workspace, atomic_dir, read_manifest, write_json
+from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, atomic_dir, output_index, read_manifest,
+                                 read_parquet_checked, write_json)
 
 LEADERBOARD_ROWS = 10
 
@@ -160,13 +161,13 @@ def build(work: str | Path, run: str = "main", margin: float | None = None) -> d
     results_path = eval_dir / "results.parquet"
     if not results_path.is_file() or not (eval_dir / "plan.json").is_file():
         raise BadInputError(f"{eval_dir}: no evaluation results (run `vdes-tune evaluate --run {run}` first)")
-    results = pd.read_parquet(results_path)
+    results = read_parquet_checked(results_path)
     if results.empty:
         raise BadInputError(f"{results_path}: no finished job yet")
     plan = json.loads((eval_dir / "plan.json").read_text())
     cfg = paired.analysis_config(plan["config"].get("analysis"), margin=margin)
     predictions_path = eval_dir / "predictions.parquet"
-    predictions = pd.read_parquet(predictions_path) if predictions_path.is_file() else None
+    predictions = read_parquet_checked(predictions_path) if predictions_path.is_file() else None
     workspace.pull(workspace.dataset.root)  # what the tables and figures read, for a URI workspace
     for name in plan.get("vdes", {}).values():
         made = read_manifest(workspace.pull(workspace.vdes(name))) or {}
@@ -229,7 +230,7 @@ def build(work: str | Path, run: str = "main", margin: float | None = None) -> d
                        "predictions_sha256": (hashlib.sha256(predictions_path.read_bytes()).hexdigest()[:16]
                                               if predictions_path.is_file() else None),
                        "plan": plan.get("config")},
-            "analysis": to_dict(cfg), "rows": len(results), "complete": True,
+            "analysis": to_dict(cfg), "rows": len(results), "outputs": output_index(tmp), "complete": True,
         })
     workspace.push(final)
     # The report files as this machine can open them (the mirror, for a URI workspace).

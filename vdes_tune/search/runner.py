@@ -150,7 +150,7 @@ def _check_sidecar(path: str, sidecar: dict[str, Any]) -> bool:
 
 def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dict[str, Any]:
     """Run (or resume) the search of `space` on the workspace's shards; returns the summary."""
-    from vdes_tune.runtime import ray_session
+    from vdes_tune.runtime import is_verbose, ray_session
     from vdes_tune.search.export import leaderboard, load_experiment
 
     workspace = Workspace.at(work)
@@ -171,7 +171,7 @@ def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dic
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with ray_session(opts.address, quiet=True):
+    with ray_session(opts.address, log_dir=workspace.root / "logs", name="search"):
         import ray
 
         use_gpu = ray.cluster_resources().get("GPU", 0) > 0
@@ -191,7 +191,8 @@ def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dic
                     mode=space.mode, num_samples=space.size, max_concurrent_trials=opts.max_concurrent,
                     trial_dirname_creator=_trial_dirname),
                 run_config=tune.RunConfig(
-                    name=name, storage_path=storage, verbose=0, callbacks=_callbacks(space, opts, name),
+                    name=name, storage_path=storage, callbacks=_callbacks(space, opts, name),
+                    verbose=1 if is_verbose() else 0,  # Tune's own trial tables only with -v
                     failure_config=tune.FailureConfig(max_failures=opts.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
             )

@@ -11,8 +11,8 @@ from typing import Any, Callable
 from vdes_tune import __version__
 from vdes_tune.config import GeneratorConfig, config_hash, from_yaml, to_dict
 from vdes_tune.errors import BadInputError
-from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, atomic_dir, dataset_fingerprint, manifest_matches,
-                                 read_manifest, write_json)
+from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, atomic_dir, check_outputs, dataset_fingerprint,
+                                 manifest_matches, output_index, read_manifest, sweep_debris, write_json)
 
 
 ROWS_PER_SHARD = 256
@@ -22,28 +22,31 @@ def _digest(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def is_trained(cfg: GeneratorConfig, workspace: Workspace, name: str) -> bool:
-    """True when generators/<name> holds a finished training of `cfg` on the current dataset."""
+def is_trained(cfg: GeneratorConfig, workspace: Workspace, name: str, verify: bool = False) -> bool:
+    """True when generators/<name> holds a finished training of `cfg` on the current dataset whose files
+    verify (sizes; content hashes too with `verify`)."""
     workspace.pull(workspace.dataset.manifest)
     workspace.pull(workspace.generator(name))
     return manifest_matches(workspace.generator(name), config_hash(cfg),
-                            _digest(dataset_fingerprint(workspace.dataset)))
+                            _digest(dataset_fingerprint(workspace.dataset)), verify)
 
 
 def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, force: bool = False,
-          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+          on_epoch: Callable[[dict[str, Any]], None] | None = None, verify: bool = False) -> dict[str, Any]:
     """Train `cfg.model` on the ingested train split into generators/<name>; a no-op when already done."""
     from vdes_tune.inference.model_card import write_model_card
     from vdes_tune.training.generators import run_generator_training
 
     name = name or cfg.model
     final = workspace.generator(name)
-    if not force and is_trained(cfg, workspace, name):
+    sweep_debris(final)
+    if not force and is_trained(cfg, workspace, name, verify):
         return {**json.loads((final / "metrics.json").read_text()), "skipped": True,
                 "output": workspace.location(final)}
     inputs = dataset_fingerprint(workspace.dataset)
     chash, ihash = config_hash(cfg), _digest(inputs)
     workspace.pull(workspace.dataset.shards)
+    check_outputs(workspace.dataset.root)
     start = time.perf_counter()
     dataset = read_manifest(workspace.dataset.root) or {}
     with atomic_dir(final) as tmp:
@@ -57,7 +60,7 @@ def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, f
             "seconds": round(time.perf_counter() - start, 2), "created_unix": time.time(), "complete": True,
         }
         write_model_card(tmp, manifest, dataset)
-        write_json(tmp / "manifest.json", manifest)
+        write_json(tmp / "manifest.json", {**manifest, "outputs": output_index(tmp)})
     workspace.push(final)
     return {**summary, "skipped": False, "output": workspace.location(final)}
 
@@ -74,7 +77,7 @@ class SynthesizeSummary:
 
 def synthesize(name: str, workspace: Workspace, force: bool = False, address: str | None = None,
                num_cpus: int | None = None, batch_size: int = 32, actors: int | None = None,
-               device: str = "auto") -> SynthesizeSummary:
+               device: str = "auto", verify: bool = False) -> SynthesizeSummary:
     """Write vdes/<name>/split=*/ shards: every crop's LE through the trained generator, on Ray Data actors."""
     import ray
 
@@ -86,6 +89,7 @@ def synthesize(name: str, workspace: Workspace, force: bool = False, address: st
     workspace.pull(workspace.dataset.manifest)
     workspace.pull(gen_dir)
     workspace.pull(final)
+    sweep_debris(final)
     made = read_manifest(gen_dir)
     if not made or not made.get("complete"):
         raise BadInputError(f"{gen_dir}: no finished generator '{name}' (run `vdes-tune generators train` first)")
@@ -95,12 +99,15 @@ def synthesize(name: str, workspace: Workspace, force: bool = False, address: st
               "generator_config_hash": made["config_hash"],
               "generator_weights": hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}
     chash, ihash = config_hash(cfg), _digest(inputs)
-    if not force and manifest_matches(final, chash, ihash):
+    if not force and manifest_matches(final, chash, ihash, verify):
         return SynthesizeSummary(workspace.location(final), True, read_manifest(final)["rows"])
+    check_outputs(gen_dir)
+    if not workspace.uri:  # a URI workspace's shards are read there by the workers, not mirrored here
+        check_outputs(workspace.dataset.root)
     if batch_size < 1:
         raise BadInputError(f"--batch-size must be >= 1 (got {batch_size})")
     start = time.perf_counter()
-    with ray_session(address, num_cpus, quiet=True), shards.ordered_execution():
+    with ray_session(address, num_cpus, workspace.root / "logs", "synthesize"), shards.ordered_execution():
         gpus = int(ray.cluster_resources().get("GPU", 0)) if device != "cpu" else 0
         if device == "cuda" and not gpus:
             raise BadInputError("device 'cuda' requested but the Ray cluster has no GPU")
@@ -118,8 +125,8 @@ def synthesize(name: str, workspace: Workspace, force: bool = False, address: st
             write_json(tmp / "manifest.json", {
                 "schema_version": SCHEMA_VERSION, "stage": "generators.synthesize", "vdes_tune_version": __version__,
                 "name": name, "config": to_dict(cfg), "config_hash": chash, "inputs": inputs, "inputs_hash": ihash,
-                "rows": rows, "actors": pool, "device": kwargs["device"], "created_unix": time.time(),
-                "complete": True,
+                "rows": rows, "actors": pool, "device": kwargs["device"], "outputs": output_index(tmp),
+                "created_unix": time.time(), "complete": True,
             })
         workspace.push(final)
     return SynthesizeSummary(workspace.location(final), False, rows, round(time.perf_counter() - start, 2))

@@ -22,7 +22,8 @@ from vdes_tune.data.cdd_cesm import RawLayout, Rejection, build_catalog, find_la
 from vdes_tune.data.splits import assign_patients, split_record
 from vdes_tune.errors import BadInputError
 from vdes_tune.runtime import ray_session
-from vdes_tune.workspace import SCHEMA_VERSION, Workspace, atomic_dir, hash_files, manifest_matches, write_json
+from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, atomic_dir, hash_files, manifest_matches, output_index,
+                                 sweep_debris, write_json)
 
 REJECTED_FIELDS = ("item", "file", "reason", "kind", "stage")
 
@@ -80,8 +81,9 @@ def _local_data(data: str | Path) -> tuple[Path, str | None]:
 
 
 def run(cfg: IngestConfig, workspace: Workspace, data: str | Path, force: bool = False,
-        address: str | None = None, num_cpus: int | None = None) -> IngestSummary:
-    """Ingest the raw dataset at `data` (a path or URI) into `workspace`/dataset; a no-op when nothing changed."""
+        address: str | None = None, num_cpus: int | None = None, verify: bool = False) -> IngestSummary:
+    """Ingest the raw dataset at `data` (a path or URI) into `workspace`/dataset; a no-op when nothing changed
+    and its files verify (sizes; content hashes too with `verify`)."""
     start = time.perf_counter()
     paths = workspace.dataset
     local_data, data_uri = _local_data(data)
@@ -100,7 +102,8 @@ def run(cfg: IngestConfig, workspace: Workspace, data: str | Path, force: bool =
     chash = config_hash(cfg)
     ihash = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     workspace.pull(paths.root)
-    if not force and manifest_matches(paths.root, chash, ihash):
+    sweep_debris(paths.root)
+    if not force and manifest_matches(paths.root, chash, ihash, verify):
         previous = json.loads(paths.manifest.read_text())
         return IngestSummary(output=workspace.location(paths.root), skipped=True, **previous["summary"])
 
@@ -123,7 +126,7 @@ def run(cfg: IngestConfig, workspace: Workspace, data: str | Path, force: bool =
     overlay_ids = set(rng.choice(pairs["pair_id"].to_numpy(), size=min(cfg.qa_samples, len(pairs)),
                                  replace=False).tolist())
 
-    with ray_session(address, num_cpus), shards.ordered_execution():
+    with ray_session(address, num_cpus, workspace.root / "logs", "ingest"), shards.ordered_execution():
         ds = shards.process_pairs(pairs, cfg, overlay_ids)
         meta = shards.metadata(ds)
         reg = meta[meta["kind"] == "registration"].sort_values("pair_id")
@@ -154,7 +157,7 @@ def run(cfg: IngestConfig, workspace: Workspace, data: str | Path, force: bool =
                          "rejected": len(rejected)},
                 "shard_files": shard_files,
                 "summary": {k: v for k, v in summary.to_dict().items() if k not in ("output", "skipped")},
-                "created_unix": time.time(), "complete": True,
+                "outputs": output_index(tmp), "created_unix": time.time(), "complete": True,
             })
         workspace.push(paths.root)
     return summary

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vdes_tune.errors import BadInputError
 from vdes_tune.training.augment import augment_sample, paper_augmentation
+from vdes_tune.workspace import read_parquet_checked
 
 
 
@@ -20,7 +21,7 @@ def load_split(shards: Path, split: str) -> pd.DataFrame:
     files = sorted(folder.glob("*.parquet"))
     if not files:
         raise BadInputError(f"{folder}: no shards (run `vdes-tune ingest` first)")
-    return pd.concat([pd.read_parquet(f) for f in files]).sort_values("crop_id").reset_index(drop=True)
+    return pd.concat([read_parquet_checked(f) for f in files]).sort_values("crop_id").reset_index(drop=True)
 
 
 def attach_vdes(frame: pd.DataFrame, vdes_dir: Path, split: str) -> pd.DataFrame:
@@ -29,7 +30,7 @@ def attach_vdes(frame: pd.DataFrame, vdes_dir: Path, split: str) -> pd.DataFrame
     files = sorted(folder.glob("*.parquet"))
     if not files:
         raise BadInputError(f"{folder}: no virtual DES shards (run `vdes-tune generators synthesize` first)")
-    vdes = pd.concat([pd.read_parquet(f, columns=["crop_id", "height", "width", "vdes"]) for f in files])
+    vdes = pd.concat([read_parquet_checked(f, columns=["crop_id", "height", "width", "vdes"]) for f in files])
     merged = frame.merge(vdes, on="crop_id", how="left", suffixes=("", "_vdes"), validate="one_to_one")
     missing = merged.loc[merged["vdes"].isna(), "crop_id"].tolist()
     if missing:
