@@ -52,15 +52,17 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, log_dir
     # A Ray client (ray://) streams worker output its own way: there it is shown with -v or not at all.
     route_workers = log_file is not None and not str(address or "").startswith("ray://")
     kwargs = {"include_dashboard": False, "log_to_driver": _verbose or route_workers,
-              "logging_level": "info" if (_verbose or log_file) else "warning"}
+              "logging_level": "info" if _verbose else "warning"}
+    if _verbose and log_file:
+        print(f"[ray] Ray's own output is shown and recorded in {log_file}", file=sys.stderr, flush=True)
+    # Connect first, import Ray Data after: a driver of `ray job submit` that imports ray.data before
+    # ray.init loses the job's working_dir (the package's own modules then fail to import).
+    if address:
+        # `auto`, `host:port` or `ray://...`: resources belong to the cluster, not to this command.
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
     with ray_output(log_file, _verbose) as stream:
-        if _verbose and log_file:
-            print(f"[ray] Ray's own output is shown and recorded in {log_file}", file=sys.stderr, flush=True)
-        if address:
-            # `auto`, `host:port` or `ray://...`: resources belong to the cluster, not to this command.
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
         if stream and route_workers:
             _worker_output_to(stream, terminal=_verbose)
         try:
