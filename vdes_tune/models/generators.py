@@ -32,7 +32,6 @@ class GeneratorSpec:
     network: Callable[["GeneratorConfig"], nn.Module]  # the LE -> DES network alone (what #4/#6/#7 load)
     task: Callable[["GeneratorConfig", "torch.device"], Any]  # the training task of the one loop
     shape_fields: tuple[str, ...] = ()  # fields an architecture's TrainConfig passes on (searched shape)
-    normalises_per_image: bool = False  # InstanceNorm: statistics of the whole input, so tiles change it
 
 
 GENERATORS: Registry[GeneratorSpec] = Registry("generator")
@@ -80,7 +79,7 @@ def _pix2pix_task(cfg: "GeneratorConfig", device: "torch.device") -> Any:
 
 for _spec in (
     GeneratorSpec("unet", "U-Net", _unet, _translation_task, UNET_SHAPE),
-    GeneratorSpec("cyclegan", "CycleGAN", _resnet, _cyclegan_task, normalises_per_image=True),
+    GeneratorSpec("cyclegan", "CycleGAN", _resnet, _cyclegan_task),
     GeneratorSpec("pix2pix", "Pix2Pix", _unet, _pix2pix_task, UNET_SHAPE),
 ):
     GENERATORS.register(_spec.name)(_spec)
