@@ -85,15 +85,21 @@ def ray_local():
 
 
 @pytest.fixture(scope="session")
-def ingested_small(ray_local, small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Shards of the small dataset at the default 224 crops, for training tests (returns the workspace)."""
+def ingested_small_run(ray_local, small_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The small dataset ingested at the default 224 crops: (workspace folder, the ingest's summary).
+    Shared, so tests only read it; one that changes a workspace copies it first."""
     from vdes_tune.config import IngestConfig
     from vdes_tune.stages import ingest
     from vdes_tune.workspace import Workspace
 
     work = tmp_path_factory.mktemp("trainwork")
-    ingest.run(IngestConfig(), Workspace.at(work), small_dataset)
-    return work
+    return work, ingest.run(IngestConfig(), Workspace.at(work), small_dataset)
+
+
+@pytest.fixture(scope="session")
+def ingested_small(ingested_small_run) -> Path:
+    """Shards of the small dataset at the default 224 crops, for training tests (returns the workspace)."""
+    return ingested_small_run[0]
 
 
 @pytest.fixture(scope="session")

@@ -26,11 +26,11 @@ def _read(path: Path) -> np.ndarray:
     return cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_GRAYSCALE)
 
 
-@pytest.fixture(scope="module")
-def ingested(ray_local, small_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
-    work = Workspace.at(tmp_path_factory.mktemp("work"))
-    summary = ingest.run(IngestConfig(), work, small_dataset)
-    return work, summary
+@pytest.fixture
+def ingested(ingested_small_run):
+    """The session's default ingest of the small dataset (read only) and its summary."""
+    work, summary = ingested_small_run
+    return Workspace.at(work), summary
 
 
 def test_writes_every_artifact_with_a_complete_manifest(ingested, small_dataset: Path) -> None:
@@ -138,8 +138,10 @@ def test_shards_are_readable_by_ray_data(ingested) -> None:
     assert {"crop_id", "le", "led", "des", "label", "split"} <= set(ds.schema().names)
 
 
-def test_rerun_is_a_noop_and_force_rebuilds(ingested, small_dataset: Path) -> None:
-    work, summary = ingested
+def test_rerun_is_a_noop_and_force_rebuilds(ingested, small_dataset: Path, tmp_path: Path) -> None:
+    shared, summary = ingested
+    shutil.copytree(shared.dataset.root, tmp_path / "dataset")  # the shared workspace is left as it is
+    work = Workspace.at(tmp_path)
     before = work.dataset.manifest.read_text()
     again = ingest.run(IngestConfig(), work, small_dataset)
     assert again.skipped and again.crops == summary.crops

@@ -12,7 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vdes_tune.cli import app
 from vdes_tune.cli.status import verify_option
 from vdes_tune.config import IngestConfig, SynthConfig, from_yaml, to_dict
-from vdes_tune.data.qa import table_markdown
 
 
 @app.command()
@@ -94,6 +93,8 @@ def ingest(
     for reason, count in summary.rejected_reasons.items():
         typer.echo(f"  {count:5d}  {reason}")
     import pandas as pd
+
+    from vdes_tune.data.qa import table_markdown
 
     typer.echo("\nTable 1 (crops per split and class):\n" + table_markdown(pd.DataFrame(summary.table1)))
     typer.echo(f"written to {summary.output} (see rejected.csv, qa/)")

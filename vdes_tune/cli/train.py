@@ -11,7 +11,6 @@ import typer
 
 from vdes_tune.cli import app
 from vdes_tune.config import TrainConfig, from_dict, from_yaml, to_dict
-from vdes_tune.models.architectures import get_architecture
 
 
 @app.command()
@@ -34,6 +33,7 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
     """Train one architecture; print a per-epoch table; write config.yaml, metrics.json and best.pt."""
+    from vdes_tune.models.architectures import get_architecture
     from vdes_tune.training.classify import run_classification
 
     base = to_dict(from_yaml(TrainConfig, config)) if config else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import math
 from typing import Any, Iterator
 
@@ -18,6 +19,10 @@ from vdes_tune.remote import join, list_files
 
 IMAGE_COLUMNS = ("le", "led", "des")
 SYNTH_ATTEMPTS = 3  # passes of synthesize before an actor that keeps dying fails it
+# Ray 2.60's Parquet reader reads footers on a pool of actors, 32 by default: one Python worker each, which
+# on a small cluster took 45 of synthesize's 57 s (two 1-CPU workers start one process at a time). Our
+# shards are a few files per split, which one actor lists in well under a second.
+FOOTER_ACTORS_ENV, FOOTER_ACTORS = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS", "2"
 # lesion: the crop's annotated lesion region (0/1 uint8, all 0 on normal crops), for lesion-aware image quality.
 SHARD_COLUMNS = ("crop_id", "pair_id", "patient_id", "label", "source", "height", "width", *IMAGE_COLUMNS, "lesion")
 # Every output row has every column with a typed default, so blocks always share one Arrow schema.
@@ -83,6 +88,19 @@ def ordered_execution() -> Iterator[None]:
         options.preserve_order = before
 
 
+@contextlib.contextmanager
+def footer_actors() -> Iterator[None]:
+    """Ray Data's Parquet footer pool at FOOTER_ACTORS while a read is planned, unless the user set its size."""
+    if FOOTER_ACTORS_ENV in os.environ:
+        yield
+        return
+    os.environ[FOOTER_ACTORS_ENV] = FOOTER_ACTORS
+    try:
+        yield
+    finally:
+        os.environ.pop(FOOTER_ACTORS_ENV, None)
+
+
 def metadata(ds: ray.data.Dataset) -> pd.DataFrame:
     """Every row of `process_pairs` output without the pixel columns, as pandas."""
     return ds.drop_columns([*IMAGE_COLUMNS, "lesion"]).to_pandas()
@@ -128,7 +146,8 @@ def synthesize(shards: str, out: str, synthesizer: type, constructor_kwargs: dic
     """Run every split's LE crops through one pool of `synthesizer` actors; write `out/split=<name>/part-*`
     (`shards` and `out` are paths or URIs every node reaches)."""
     # `split` comes from the hive folder name; the selection is pushed down into the Parquet read.
-    ds = ray.data.read_parquet(shards).select_columns(["crop_id", "height", "width", "le", "split"])
+    with footer_actors():
+        ds = ray.data.read_parquet(shards).select_columns(["crop_id", "height", "width", "le", "split"])
     per_actor = {"num_gpus": num_gpus} if num_gpus else {"num_cpus": 1}
     # Ray Data hands its actors their code and context as object-store refs, so a pool whose actors Ray
     # restarts (its default) makes Ray log an alarming error at start (ray-project/ray#57733). Ours are not

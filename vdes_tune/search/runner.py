@@ -189,7 +189,7 @@ def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dic
                 tune_config=tune.TuneConfig(
                     search_alg=_searcher(space), scheduler=_scheduler(space), metric=space.metric,
                     mode=space.mode, num_samples=space.size, max_concurrent_trials=opts.max_concurrent,
-                    trial_dirname_creator=_trial_dirname),
+                    trial_dirname_creator=_trial_dirname, reuse_actors=True),
                 run_config=tune.RunConfig(
                     name=name, storage_path=storage, callbacks=_callbacks(space, opts, name),
                     verbose=1 if is_verbose() else 0,  # Tune's own trial tables only with -v
