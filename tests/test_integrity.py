@@ -47,7 +47,8 @@ def test_manifest_indexes_every_output_with_its_size_and_sha256(work: Path) -> N
 
 
 def test_a_truncated_shard_is_named_and_ingest_no_longer_skips(work: Path, small_dataset: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
     from vdes_tune.config import IngestConfig
     from vdes_tune.stages import ingest
     from vdes_tune.workspace import Workspace
@@ -62,6 +63,7 @@ def test_a_truncated_shard_is_named_and_ingest_no_longer_skips(work: Path, small
     problems = verify_outputs(work / "dataset")
     assert [p.path for p in problems] == [shard] and str(size // 2) in problems[0].reason
     assert not manifest_matches(work / "dataset", *_hashes(work))
+    assert f"{problems[0]}: rebuilding {work / 'dataset'}" in capsys.readouterr().err  # the rebuild says why
 
     class Rebuilding(Exception):
         pass
@@ -181,6 +183,30 @@ def test_debris_of_a_dead_owner_is_swept_and_of_a_live_one_kept(work: Path) -> N
     assert sorted(sweep_debris(final)) == sorted([dead, stale_foreign])
     assert live.is_dir() and unknown.is_dir() and not dead.exists() and not stale_foreign.exists()
     assert [d.path for d in find_debris(final)] == sorted([live, unknown])
+
+
+def test_file_temporaries_of_a_killed_evaluation_are_listed_and_swept(work: Path, monkeypatch) -> None:
+    from vdes_tune.cli import app
+    from vdes_tune.workspace import eval_folders, sweep_debris_in, temp_path
+
+    jobs = work / "eval" / "killed" / "jobs"
+    jobs.mkdir(parents=True)
+    renamed: list[tuple[str, str]] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append((Path(a).name, Path(b).name)), real_replace(a, b)))
+    write_json(jobs / "a1-r001.json", {"job": "a1-r001"})
+    monkeypatch.undo()
+    assert judge_debris(jobs / renamed[0][0]).why.endswith(f"pid {os.getpid()} on this host, is alive")
+    dead = jobs / f".a1-r000.json.tmp-{_owner_tag().split('-')[0]}-{_dead_pid()}-0-0123abcd"
+    dead.write_text('{"job": "a1-r0')  # cut off mid-write
+    live = temp_path(work / "eval" / "killed" / "weights" / "a1-r002.pt")
+    live.parent.mkdir()
+    live.write_bytes(b"half")
+
+    listed = json.loads(CliRunner().invoke(app, ["status", "--work", str(work), "--json"]).stdout)["debris"]
+    assert {Path(d["path"]).name: d["safe_to_sweep"] for d in listed} == {dead.name: True, live.name: False}
+    assert [p for f in eval_folders(work / "eval" / "killed") for p in sweep_debris_in(f)] == [dead]
+    assert live.is_file() and (jobs / "a1-r001.json").is_file()
 
 
 def test_atomic_dir_names_its_owner_and_sweeps_before_writing(tmp_path: Path) -> None:

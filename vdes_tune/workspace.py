@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -196,13 +197,16 @@ def manifest_matches(stage_dir: Path, config_hash: str, inputs_hash: str, verify
     """True when a finished stage output was made from the same config and inputs and its files verify:
     sizes always, content hashes too with `verify`."""
     found = read_manifest(stage_dir)
-    return bool(found) and (
-        found.get("schema_version") == SCHEMA_VERSION
-        and found.get("config_hash") == config_hash
-        and found.get("inputs_hash") == inputs_hash
-        and found.get("complete") is True
-        and not verify_outputs(stage_dir, full=verify)
-    )
+    if not (found and found.get("schema_version") == SCHEMA_VERSION and found.get("config_hash") == config_hash
+            and found.get("inputs_hash") == inputs_hash and found.get("complete") is True):
+        return False
+    problems = verify_outputs(stage_dir, full=verify)
+    if problems:
+        # Up to date by its manifest, yet rebuilt: say why, or the rebuild looks like a bug.
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        print(f"{problems[0]}{more}: rebuilding {stage_dir}", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def _sha256(path: Path) -> str:
@@ -323,9 +327,15 @@ def check_outputs(stage_dir: Path) -> None:
                             + f"; rebuild it: {repair_command(problems[0].path)}")
 
 
+def temp_path(final: Path) -> Path:
+    """A hidden sibling of `final` to write before renaming; its name says who writes it (host, pid, start)
+    so a later run can sweep it when that writer is dead."""
+    return final.with_name(f".{final.name}.tmp-{_owner_tag()}-{uuid.uuid4().hex[:8]}")
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON via a temporary file and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = temp_path(path)
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     os.replace(tmp, path)
 
@@ -356,7 +366,7 @@ DEBRIS = re.compile(r"^\.(?P<stage>.+)\.(?P<kind>tmp|old)-(?:(?P<host>[0-9a-f]{8
 
 @dataclass(frozen=True)
 class Debris:
-    """A temporary folder of atomic_dir left behind, and whether sweeping it is safe."""
+    """A temporary folder (atomic_dir) or file (temp_path) left behind, and whether sweeping it is safe."""
 
     path: Path
     safe: bool
@@ -386,7 +396,7 @@ def _newest_mtime(folder: Path) -> float:
 
 
 def judge_debris(path: Path, now: float | None = None) -> Debris:
-    """Whether a leftover temporary folder may be removed: its owner is dead on this host, or (another
+    """Whether a leftover temporary folder or file may be removed: its owner is dead on this host, or (another
     host's, or a name without an owner) nothing in it changed for FOREIGN_DEBRIS_AGE_S."""
     m = DEBRIS.match(path.name)
     if m and m["host"] == _host_tag():
@@ -403,10 +413,10 @@ def judge_debris(path: Path, now: float | None = None) -> Debris:
 
 
 def find_debris_in(folder: Path) -> list[Debris]:
-    """Every temporary folder of atomic_dir directly in `folder`, judged."""
+    """Every temporary folder of atomic_dir, or file of temp_path, directly in `folder`, judged."""
     if not folder.is_dir():
         return []
-    return [judge_debris(p) for p in sorted(folder.glob(".*")) if p.is_dir() and DEBRIS.match(p.name)]
+    return [judge_debris(p) for p in sorted(folder.glob(".*")) if DEBRIS.match(p.name)]
 
 
 def find_debris(final: Path) -> list[Debris]:
@@ -416,11 +426,29 @@ def find_debris(final: Path) -> list[Debris]:
 
 def sweep_debris(final: Path) -> list[Path]:
     """Remove the temporary folders of `final` that a killed run left and no live process owns."""
+    return _sweep(find_debris(final))
+
+
+def eval_folders(out: Path) -> list[Path]:
+    """The folders of an evaluation run (eval/<run>) that its jobs write file by file."""
+    return [out, *(out / sub for sub in ("jobs", "weights", "predictions"))]
+
+
+def sweep_debris_in(folder: Path) -> list[Path]:
+    """Remove every temporary folder or file directly in `folder` that a killed run left and no live
+    process owns (for folders a stage writes file by file, like eval/<run>/jobs)."""
+    return _sweep(find_debris_in(folder))
+
+
+def _sweep(found: list[Debris]) -> list[Path]:
     swept = []
-    for found in find_debris(final):
-        if found.safe:
-            shutil.rmtree(found.path, ignore_errors=True)
-            swept.append(found.path)
+    for debris in found:
+        if debris.safe:
+            if debris.path.is_dir():
+                shutil.rmtree(debris.path, ignore_errors=True)
+            else:
+                debris.path.unlink(missing_ok=True)
+            swept.append(debris.path)
     return swept
 
 
@@ -430,7 +458,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     what killed runs left (their folders name their owner: host, pid, start time)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_debris(final)
-    tmp = final.with_name(f".{final.name}.tmp-{_owner_tag()}-{uuid.uuid4().hex[:8]}")
+    tmp = temp_path(final)
     tmp.mkdir()
     try:
         yield tmp

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +54,12 @@ def test_killed_search_resumes_without_duplicates_or_gaps(search_work, tmp_path)
     finally:
         wait_gone(proc.pid)
 
+    # `status` sees the experiment unfinished, and its repair is the command that resumes it.
+    mid = _search_status(search_work, exp)
+    # Tune saves its state every 2 s, so the trial that just finished may not be counted yet.
+    assert mid["state"] == "incomplete" and re.match(r"[0-2] of 3 trials finished", mid["detail"]), mid
+    assert mid["repair"] == f"vdes-tune search {space} --work {search_work} --name killed (resumes it)"
+
     again = subprocess.run(cmd + ["--json"], env=ENV, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     summary = json.loads(again.stdout[again.stdout.index("{"):])
@@ -64,6 +72,25 @@ def test_killed_search_resumes_without_duplicates_or_gaps(search_work, tmp_path)
     assert (finished / "result.json").read_text() == before  # the finished trial was not run again
     epochs = [r["epoch"] for r in _results(partial)]
     assert epochs[-1] == 2 and epochs[0] == 1 and max(epochs.count(e) for e in set(epochs)) <= 2
+    done = _search_status(search_work, exp)
+    assert (done["state"], done["detail"], done["repair"]) == ("done", "3 trials finished", "")
+
+    # Another ingest of the dataset makes it stale: a restore would refuse it, so the repair starts over.
+    copy = tmp_path / "work"
+    shutil.copytree(search_work / "dataset", copy / "dataset")
+    shutil.copytree(exp, copy / "search" / "killed")
+    manifest = json.loads((copy / "dataset" / "manifest.json").read_text())
+    (copy / "dataset" / "manifest.json").write_text(json.dumps({**manifest, "inputs_hash": "another-ingest"}))
+    stale = _search_status(copy, copy / "search" / "killed")
+    assert stale["state"] == "stale" and "earlier ingest" in stale["detail"]
+    assert stale["repair"].startswith(f"delete {copy / 'search' / 'killed'}, then vdes-tune search {space}")
+
+
+def _search_status(work: Path, experiment: Path) -> dict:
+    """`vdes-tune status`'s entry for one search experiment."""
+    from vdes_tune.stages.status import workspace_status
+
+    return {s["path"]: s for s in workspace_status(work)["stages"]}[str(experiment)]
 
 
 PACKING_SCRIPT = """

@@ -16,7 +16,7 @@ from vdes_tune.errors import BadInputError
 from vdes_tune.models.architectures import Architecture, get_architecture
 from vdes_tune.models.generators import UNET_SHAPE
 from vdes_tune.search.space import ARCH_KEY
-from vdes_tune.workspace import write_json
+from vdes_tune.workspace import temp_path, write_json
 
 # Set per architecture or per job, never carried from another architecture's search.
 PER_ARCH_FIELDS = frozenset({"arch", "seed", "vdes", "generator_weights", "recon_weight"})
@@ -153,7 +153,8 @@ class JobRunner:
         """predictions/<job>.parquet, written atomically before the job's record marks it done."""
         folder = self.out / "predictions"
         folder.mkdir(exist_ok=True)
-        tmp, final = folder / f".{job.id}.parquet.tmp", folder / f"{job.id}.parquet"
+        final = folder / f"{job.id}.parquet"
+        tmp = temp_path(final)
         predictions_frame(job, frames, scores).to_parquet(tmp, index=False)
         os.replace(tmp, final)
         self.workspace.push(final)
@@ -198,7 +199,7 @@ class JobRunner:
             record["image"] = _generator_quality(run, result.best_state, frames["test"], device)
         if self.save_weights == "all" or (self.save_weights == "first" and job.repeat == 0):
             (self.out / "weights").mkdir(exist_ok=True)
-            tmp = self.out / "weights" / f".{job.id}.pt.tmp"
+            tmp = temp_path(self.out / "weights" / f"{job.id}.pt")
             torch.save(result.best_state, tmp)
             os.replace(tmp, self.out / "weights" / f"{job.id}.pt")
             self.workspace.push(self.out / "weights" / f"{job.id}.pt")

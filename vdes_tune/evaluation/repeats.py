@@ -26,8 +26,9 @@ from vdes_tune import __version__
 from vdes_tune.config import EvaluateConfig, GeneratorConfig, config_hash, to_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation.jobs import ArchPlan, Job, JobRunner, check_archs, make_jobs, resolve_configs, result_row
-from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, check_outputs, dataset_fingerprint, output_index,
-                                 read_manifest, read_parquet_checked, verify_outputs, write_json)
+from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, check_outputs, dataset_fingerprint, eval_folders,
+                                 output_index, read_manifest, read_parquet_checked, sweep_debris_in, temp_path,
+                                 verify_outputs, write_json)
 
 RESULTS = "results.parquet"
 PREDICTIONS = "predictions.parquet"
@@ -184,6 +185,8 @@ def _write_plan(out: Path, cfg: EvaluateConfig, plans: dict[int, ArchPlan], vdes
             shutil.rmtree(out / sub, ignore_errors=True)
     (out / "jobs").mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "running", ignore_errors=True)  # attempts of a killed run: informational only
+    for folder in eval_folders(out):  # half-written files of a killed run whose writer is gone
+        sweep_debris_in(folder)
     write_json(path, {
         "config": to_dict(cfg), "seed": cfg.seed, "dataset": dataset, "vdes": {str(a): n for a, n in vdes.items()},
         "archs": {str(a): {"config": to_dict(p.config), "config_hash": config_hash(p.config), "origin": p.origin}
@@ -213,7 +216,7 @@ def collect(out: Path, jobs: list[Job]) -> pd.DataFrame:
     for name, write in ((RESULTS, lambda p: frame.to_parquet(p, index=False)),
                         ("results.csv", lambda p: frame.to_csv(p, index=False)),
                         (PREDICTIONS, lambda p: scores_frame.to_parquet(p, index=False))):
-        tmp = out / f".{name}.tmp"
+        tmp = temp_path(out / name)
         write(tmp)
         os.replace(tmp, out / name)
     return frame

@@ -1,5 +1,5 @@
-"""`vdes-tune status`: the state of every stage output of a workspace, read from manifests, and the debris
-(temporary folders of killed runs) lying there."""
+"""`vdes-tune status`: the state of every stage output of a workspace, read from manifests (search
+experiments from their Tune state), and the debris (temporary folders of killed runs) lying there."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, find_debris_in, has_output_index, read_manifest,
-                                 repair_command, verify_outputs)
+from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, eval_folders, find_debris_in, has_output_index,
+                                 read_manifest, repair_command, verify_outputs)
 
 DONE, STALE, MISSING, CORRUPT, INCOMPLETE = "done", "stale", "missing", "corrupt", "incomplete"
 
@@ -107,6 +107,54 @@ def _children(parent: Path) -> list[Path]:
     return sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")) if parent.is_dir() else []
 
 
+def _search_state(workspace: Workspace, name: str, dataset: dict[str, str] | None) -> StageState:
+    """State of the search experiment search/<name>: done when every trial finished on the current dataset."""
+    from vdes_tune.errors import BadInputError
+    from vdes_tune.search.export import load_experiment
+    from vdes_tune.search.storage import SIDECAR, read_text
+
+    path = workspace.location(workspace.root / "search" / name)
+    sidecar = json.loads(read_text(f"{path}/{SIDECAR}") or "{}")
+    space = sidecar.get("space_path") or name
+    resume = f"vdes-tune search {space} --work {workspace.spec} --name {name}"
+    state = StageState("search", path, DONE)
+    if dataset and sidecar.get("dataset") != dataset:
+        # A restore refuses another dataset: the experiment has to start over.
+        state.state, state.detail = STALE, "made from an earlier ingest of the dataset"
+        state.repair = f"delete {path}, then {resume}"
+        return state
+    try:
+        experiment = load_experiment(path)
+    except BadInputError as exc:
+        state.state, state.detail, state.repair = CORRUPT, str(exc), f"delete {path}, then {resume}"
+        return state
+    trials = experiment.trials
+    finished = sum(t.status == "TERMINATED" for t in trials)
+    errored = sum(t.status == "ERROR" for t in trials)
+    if finished < max(experiment.space.size, len(trials)):
+        state.state, state.repair = INCOMPLETE, f"{resume} (resumes it)"
+        state.detail = f"{finished} of {experiment.space.size} trials finished"
+        state.detail += f", {errored} errored" if errored else ""
+        return state
+    state.detail = f"{finished} trials finished"
+    return state
+
+
+def _search_names(workspace: Workspace) -> list[str]:
+    """Experiments under <workspace>/search (folders with our sidecar), local or in the workspace URI."""
+    from vdes_tune.remote import list_files
+    from vdes_tune.search.storage import SIDECAR
+
+    if not workspace.uri:
+        folder = workspace.root / "search"
+        return [p.name for p in _children(folder) if (p / SIDECAR).is_file()]
+    try:
+        files = list_files(workspace.location(workspace.root / "search"))
+    except OSError:
+        return []
+    return sorted({f.split("/")[0] for f in files if f.count("/") == 1 and f.endswith(f"/{SIDECAR}")})
+
+
 def workspace_status(work: str | Path, full: bool = False) -> dict[str, Any]:
     """Every stage instance of the workspace with its state and repair, plus the debris found."""
     workspace = Workspace.at(work)
@@ -133,10 +181,14 @@ def workspace_status(work: str | Path, full: bool = False) -> dict[str, Any]:
         stages.append(StageState("generators.synthesize", str(workspace.vdes(name)), MISSING,
                                  "an evaluation uses it, but it is not there",
                                  repair=f"vdes-tune generators synthesize {name} --work {root}"))
+    search_names = _search_names(workspace)
+    for name in search_names:
+        stages.append(_search_state(workspace, name, dataset))
     for folder in _children(root / "report"):
         if not folder.name.startswith("search-"):  # search reports have no eval/<run> behind them
             stages.append(_judge("report", folder, full, None, _report_stale(workspace, folder)))
-    debris = [d for sub in (root, root / "generators", root / "vdes", root / "eval", root / "report")
+    runs = [f for run in _children(root / "eval") for f in eval_folders(run)]
+    debris = [d for sub in (root, root / "generators", root / "vdes", root / "eval", root / "report", *runs)
               for d in find_debris_in(sub)]
     return {"work": workspace.spec, "verified": full, "ok": all(s.state == DONE for s in stages),
             "stages": [asdict(s) for s in stages],
