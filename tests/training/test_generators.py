@@ -167,14 +167,14 @@ def test_generator_training_is_deterministic(ingested_small: Path, tmp_path: Pat
 
 
 @pytest.mark.ray
-def test_train_synthesize_and_classify_with_the_virtual_des(ingested_small: Path, tmp_path: Path) -> None:
+def test_train_synthesize_and_classify_with_the_virtual_des(search_work: Path, tmp_path: Path) -> None:
     import shutil
 
     from vdes_tune.stages import generators as stage
     from vdes_tune.workspace import Workspace
 
     work = tmp_path / "work"
-    shutil.copytree(ingested_small / "dataset", work / "dataset")
+    shutil.copytree(search_work / "dataset", work / "dataset")  # 64-pixel crops: cheap to train on
     ws = Workspace.at(work)
     cfg = GeneratorConfig.for_model("unet", **TINY_UNET)
     summary = stage.train(cfg, ws)
@@ -230,13 +230,13 @@ def test_attach_vdes_names_missing_crops(tmp_path: Path) -> None:
 
 
 @pytest.mark.ray
-def test_generators_cli_trains_a_cyclegan(ingested_small: Path, tmp_path: Path) -> None:
+def test_generators_cli_trains_a_cyclegan(search_work: Path, tmp_path: Path) -> None:
     import shutil
 
     import yaml
 
     work = tmp_path / "work"
-    shutil.copytree(ingested_small / "dataset", work / "dataset")
+    shutil.copytree(search_work / "dataset", work / "dataset")
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"model": "cyclegan", **TINY_GAN}))
     result = CliRunner().invoke(app, ["generators", "train", "cyclegan", "--work", str(work), "--config",
                                       str(tmp_path / "tiny.yaml"), "--name", "cg-tiny", "--json"])
