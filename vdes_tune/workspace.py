@@ -203,8 +203,7 @@ def manifest_matches(stage_dir: Path, config_hash: str, inputs_hash: str, verify
     problems = verify_outputs(stage_dir, full=verify)
     if problems:
         # Up to date by its manifest, yet rebuilt: say why, or the rebuild looks like a bug.
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        print(f"{problems[0]}{more}: rebuilding {stage_dir}", file=sys.stderr, flush=True)
+        print(f"{describe(problems)}: rebuilding {stage_dir}", file=sys.stderr, flush=True)
         return False
     return True
 
@@ -240,6 +239,11 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+def describe(problems: list[Problem]) -> str:
+    """The first problem, and how many more there are."""
+    return f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
 
 
 def has_output_index(stage_dir: Path) -> bool:
@@ -323,8 +327,7 @@ def check_outputs(stage_dir: Path) -> None:
     check: a later stage refuses a truncated input instead of failing deep inside a read."""
     problems = verify_outputs(stage_dir)
     if problems:
-        raise BadInputError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-                            + f"; rebuild it: {repair_command(problems[0].path)}")
+        raise BadInputError(f"{describe(problems)}; rebuild it: {repair_command(problems[0].path)}")
 
 
 def temp_path(final: Path) -> Path:

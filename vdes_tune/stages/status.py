@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, eval_folders, find_debris_in, has_output_index,
-                                 read_manifest, repair_command, verify_outputs)
+from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, describe, eval_folders, find_debris_in,
+                                 has_output_index, read_manifest, repair_command, verify_outputs)
 
 DONE, STALE, MISSING, CORRUPT, INCOMPLETE = "done", "stale", "missing", "corrupt", "incomplete"
 
@@ -60,7 +60,7 @@ def _judge(stage: str, folder: Path, full: bool, dataset: dict[str, str] | None,
     problems = verify_outputs(folder, full)
     if problems:
         state.state, state.problems = CORRUPT, [str(p) for p in problems]
-        state.detail = f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+        state.detail = describe(problems)
         return state
     if not has_output_index(folder):
         state.detail = "unverified: the manifest predates the outputs index (--force rebuilds it with one)"
@@ -111,22 +111,20 @@ def _search_state(workspace: Workspace, name: str, dataset: dict[str, str] | Non
     """State of the search experiment search/<name>: done when every trial finished on the current dataset."""
     from vdes_tune.errors import BadInputError
     from vdes_tune.search.export import load_experiment
-    from vdes_tune.search.storage import SIDECAR, read_text
 
     path = workspace.location(workspace.root / "search" / name)
-    sidecar = json.loads(read_text(f"{path}/{SIDECAR}") or "{}")
-    space = sidecar.get("space_path") or name
-    resume = f"vdes-tune search {space} --work {workspace.spec} --name {name}"
     state = StageState("search", path, DONE)
-    if dataset and sidecar.get("dataset") != dataset:
+    try:
+        experiment = load_experiment(path)
+    except (BadInputError, ValueError) as exc:  # ValueError: a sidecar that is not JSON
+        state.state, state.detail = CORRUPT, str(exc)
+        state.repair = f"delete {path}, then vdes-tune search SPACE --work {workspace.spec} --name {name}"
+        return state
+    resume = f"vdes-tune search {experiment.sidecar.get('space_path') or name} --work {workspace.spec} --name {name}"
+    if dataset and experiment.sidecar.get("dataset") != dataset:
         # A restore refuses another dataset: the experiment has to start over.
         state.state, state.detail = STALE, "made from an earlier ingest of the dataset"
         state.repair = f"delete {path}, then {resume}"
-        return state
-    try:
-        experiment = load_experiment(path)
-    except BadInputError as exc:
-        state.state, state.detail, state.repair = CORRUPT, str(exc), f"delete {path}, then {resume}"
         return state
     trials = experiment.trials
     finished = sum(t.status == "TERMINATED" for t in trials)
@@ -181,8 +179,7 @@ def workspace_status(work: str | Path, full: bool = False) -> dict[str, Any]:
         stages.append(StageState("generators.synthesize", str(workspace.vdes(name)), MISSING,
                                  "an evaluation uses it, but it is not there",
                                  repair=f"vdes-tune generators synthesize {name} --work {root}"))
-    search_names = _search_names(workspace)
-    for name in search_names:
+    for name in _search_names(workspace):
         stages.append(_search_state(workspace, name, dataset))
     for folder in _children(root / "report"):
         if not folder.name.startswith("search-"):  # search reports have no eval/<run> behind them
