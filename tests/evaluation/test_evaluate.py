@@ -57,8 +57,11 @@ def test_killed_driver_resumes_and_killed_actor_is_replaced_exactly_once(search_
     def kill_first_job() -> None:
         while not victim and time.monotonic() < deadline:
             # Records of the killed run linger until the re-run clears them: only this run's jobs count.
-            started = [r for r in map(_read, (out / "running").glob("*.json"))
-                       if r and r["attempt"] == 1 and r["started"] >= rerun]
+            try:
+                records = list((out / "running").glob("*.json"))
+            except FileNotFoundError:  # the re-run is removing the folder right now
+                records = []
+            started = [r for r in map(_read, records) if r and r["attempt"] == 1 and r["started"] >= rerun]
             if started:
                 victim.update(started[0])
                 os.kill(victim["pid"], signal.SIGKILL)
