@@ -33,7 +33,7 @@ def test_every_shipped_space_loads_and_makes_valid_configs(path):
 
 def test_paper_grids_enumerate_exactly():
     lr = load_space("paper_classifier_lr")
-    assert lr.arch == (1,) and lr.repeats == 30
+    assert lr.arch == (1,) and lr.strategy.repeats == 30
     assert sorted((p["train.classifier"], p["train.lr"]) for p in lr.grid()) == sorted(
         itertools.product(["resnet18", "resnet34", "regnety_016"], [1e-3, 5e-4, 1e-4]))
     wd = load_space("paper_unet_width_depth")
@@ -43,7 +43,7 @@ def test_paper_grids_enumerate_exactly():
     drop = load_space("paper_dropout")
     assert len(drop.grid()) == 9
     joint = load_space("joint")
-    assert (joint.algorithm, joint.scheduler) == ("optuna-tpe", "asha")
+    assert (joint.strategy.algorithm, joint.strategy.scheduler) == ("optuna-tpe", "asha")
     assert set(joint.parameters) >= {"train.classifier", "train.lr", "train.unet_width", "train.unet_depth",
                                      "train.unet_dropout", "train.dropout"}
 
@@ -63,7 +63,8 @@ def test_define_by_run_suggests_inside_every_domain():
 
 def test_overrides_edit_top_level_fixed_and_asha_fields():
     space = load_space("joint", ["repeats=1", "train.epochs=4", "asha.grace_period=2", "num_samples=3"])
-    assert (space.repeats, space.epochs, space.grace_period, space.num_samples) == (1, 4, 2, 3)
+    strategy = space.strategy
+    assert (strategy.repeats, space.epochs, strategy.grace_period, strategy.num_samples) == (1, 4, 2, 3)
     with pytest.raises(BadInputError, match="searches this parameter"):
         load_space("joint", ["train.lr=0.1"])
 

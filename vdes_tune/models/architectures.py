@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from vdes_tune.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
 
 SOURCES = ("le", "led", "des", "vdes")
 
@@ -71,4 +73,6 @@ def compose(arch: Architecture, images: dict[str, torch.Tensor]) -> torch.Tensor
     missing = [c for c in arch.needs if c not in images]
     if missing:
         raise KeyError(f"architecture {arch.name} needs image(s) {missing}")
+    import torch
+
     return torch.cat([images[c] for c in arch.channels], dim=1)

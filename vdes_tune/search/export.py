@@ -15,13 +15,14 @@ import yaml
 from vdes_tune import __version__
 from vdes_tune.config import TrainConfig, from_dict, to_dict
 from vdes_tune.errors import BadInputError
+from vdes_tune.search.race import DROPPED, evidence, read_race_log, seed_scores
 from vdes_tune.search.space import ARCH_KEY, SearchSpace, parse_space
 from vdes_tune.search.storage import SIDECAR, experiment_path, is_uri, read_text, write_text
 from vdes_tune.workspace import Workspace
 
 BEST_FORMAT = 1
-METRIC_COLUMNS = ("val_f1", "val_accuracy", "val_roc_auc", "val_macro_f1",
-                  "test_f1", "test_accuracy", "test_roc_auc", "test_macro_f1")
+# Validation only: a search never reads the test split; test metrics come from the final evaluation.
+METRIC_COLUMNS = ("val_f1", "val_accuracy", "val_roc_auc", "val_macro_f1", "val_loss")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Experiment:
     sidecar: dict[str, Any]
     space: SearchSpace
     trials: list[TrialRecord]
+    race: dict[str, Any] | None = None  # the race log (race.json) when the strategy raced seeds
 
 
 def load_experiment(path: str) -> Experiment:
@@ -58,12 +60,15 @@ def load_experiment(path: str) -> Experiment:
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         raise BadInputError(f"{path}: cannot read the Tune experiment: {exc}") from exc
     trials = [TrialRecord(t.trial_id, t.status, dict(t.config), dict(t.last_result or {})) for t in analysis.trials]
-    return Experiment(path, sidecar, space, trials)
+    return Experiment(path, sidecar, space, trials, read_race_log(path))
 
 
 def leaderboard(exp: Experiment) -> pd.DataFrame:
-    """One row per trial, best first: finished feasible trials by the objective, then the rest."""
+    """One row per trial, best first: the trials a choice may come from (finished, feasible, not dropped by a
+    race) by seeds trained (when racing) and the objective, then the rest. Each row carries the seeds the
+    point got, their scores, its cost in seed-epochs and, when racing, what the race decided and why."""
     space = exp.space
+    outcome = (exp.race or {}).get("outcome", {})
     rows = []
     for t in exp.trials:
         r = t.last_result
@@ -75,7 +80,12 @@ def leaderboard(exp: Experiment) -> pd.DataFrame:
         row[space.metric] = r.get(space.metric, float("nan"))
         row[f"{space.metric}_std"] = r.get(f"{space.metric}_std", float("nan"))
         row.update({c: r.get(c, float("nan")) for c in METRIC_COLUMNS if c != space.metric})
-        row.update({"epochs": r.get("epoch", 0), "best_epoch_mean": r.get("best_epoch_mean", float("nan")),
+        scores = seed_scores(r)
+        decided = outcome.get(t.trial_id, {})
+        row.update({"seeds": int(r.get("seeds_done", len(scores))), "seed_scores": json.dumps(scores),
+                    "seed_epochs": int(r.get("seed_epochs", 0) or 0), "race": decided.get("status", ""),
+                    "race_why": decided.get("why", ""),
+                    "epochs": r.get("epoch", 0), "best_epoch_mean": r.get("best_epoch_mean", float("nan")),
                     "memory_estimate_gb": r.get("memory_estimate_gb", float("nan")),
                     "gpu_fraction": r.get("gpu_fraction", float("nan")), "oom": int(r.get("oom", 0)),
                     "seconds": r.get("time_total_s", float("nan")), "node_id": r.get("node_id", "")})
@@ -83,31 +93,85 @@ def leaderboard(exp: Experiment) -> pd.DataFrame:
     board = pd.DataFrame(rows)
     if board.empty:
         return board
-    good = (board["status"] == "TERMINATED") & (board["feasible"] == 1)
+    good = (board["status"] == "TERMINATED") & (board["feasible"] == 1) & ~board["race"].isin(DROPPED)
     board["_group"] = (~good).astype(int)
-    board = board.sort_values(["_group", space.metric, "trial_id"],
-                              ascending=[True, space.mode == "min", True], na_position="last")
-    board = board.drop(columns="_group").reset_index(drop=True)
+    # A race's survivors are compared at equal seeds: more seeds first, then the objective.
+    board["_seeds"] = -board["seeds"] if exp.race is not None else 0
+    board = board.sort_values(["_group", "_seeds", space.metric, "trial_id"],
+                              ascending=[True, True, space.mode == "min", True], na_position="last")
+    board = board.drop(columns=["_group", "_seeds"]).reset_index(drop=True)
     board.insert(0, "rank", range(1, len(board) + 1))
     return board
 
 
+def eligible(board: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The leaderboard rows a choice may come from (finished, feasible, not dropped, with a value)."""
+    return board[(board["status"] == "TERMINATED") & (board["feasible"] == 1) & ~board["race"].isin(DROPPED)
+                 & board[metric].notna()]
+
+
+def runner_up_evidence(board: pd.DataFrame, best: pd.Series, space: SearchSpace, arch: int) -> dict[str, Any]:
+    """How sure the choice is: the paired comparison of the chosen point with the runner-up (the next choice
+    of the same architecture, else its best other trial with seeds in common) over their shared seeds: the
+    mean difference (choice minus runner-up, positive = the choice is better), its 95% t interval and the
+    one-sided Wilcoxon p that the choice is not better."""
+    import statistics
+
+    from scipy import stats
+
+    scores = json.loads(best["seed_scores"])
+    same = board[(board[ARCH_KEY] == arch) & (board["trial_id"] != best["trial_id"]) & (board["feasible"] == 1)]
+    for rows in (eligible(same, space.metric), same):
+        for _, other in rows.iterrows():
+            theirs = json.loads(other["seed_scores"])
+            if not set(theirs) & set(scores):
+                continue
+            found = evidence(theirs, scores, space.mode, "wilcoxon")  # runner-up as the challenger
+            n, diff = found["n"], -found["mean_diff"]
+            low = high = None
+            if n >= 2:
+                sign = 1.0 if space.mode == "max" else -1.0
+                diffs = [sign * (scores[str(k)] - theirs[str(k)]) for k in found["shared_seeds"]]
+                half = float(stats.t.ppf(0.975, n - 1)) * statistics.stdev(diffs) / n ** 0.5
+                low, high = diff - half, diff + half
+            return {"runner_up": {k: _plain(other[k]) for k in space.searched if k in other},
+                    "runner_up_trial": other["trial_id"], "shared_seeds": n, "mean_diff": diff,
+                    "diff_ci95": [low, high], "p_not_better": found["p_worse"], "verdict": _verdict(n, low)}
+    return {"runner_up": None, "verdict": "no other point shares a seed with the choice: nothing to compare"}
+
+
+def _verdict(n: int, low: float | None) -> str:
+    if n < 2 or low is None:
+        return f"{n} shared seed(s): too few to say how sure the choice is"
+    if low > 0:
+        return f"better than the runner-up over {n} shared seeds (95% interval above 0)"
+    return f"not shown better than the runner-up over {n} shared seeds (95% interval includes 0)"
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
 def best_per_architecture(exp: Experiment, board: pd.DataFrame) -> dict[int, dict[str, Any]]:
-    """For each architecture, the best finished feasible trial: its full TrainConfig and its scores."""
+    """For each architecture, the first eligible trial of the leaderboard: its full TrainConfig, its objective
+    with its uncertainty (mean, std, seeds and their scores) and the paired evidence against the runner-up."""
     space = exp.space
-    good = board[(board["status"] == "TERMINATED") & (board["feasible"] == 1) & board[space.metric].notna()]
     out: dict[int, dict[str, Any]] = {}
     by_id = {t.trial_id: t for t in exp.trials}
-    for _, row in good.iterrows():
+    for _, row in eligible(board, space.metric).iterrows():
         arch = int(row[ARCH_KEY])
         if arch in out:
             continue  # the board is sorted best first
         point = {k: v for k, v in by_id[row["trial_id"]].config.items() if not k.startswith("_")}
         cfg = space.train_config(point)
+        scores = json.loads(row["seed_scores"])
+        seeds = [int(s) for s in scores] or space.seeds(point)[:max(int(row["seeds"]), 1)]
         out[arch] = {
             "config": to_dict(cfg), "searched": point, "trial_id": row["trial_id"],
             "objective": {space.metric: float(row[space.metric]), f"{space.metric}_std": float(row[f"{space.metric}_std"]),
-                          "repeats": space.repeats, "seeds": space.seeds(point), "epochs": int(row["epochs"])},
+                          "repeats": len(seeds), "seeds": seeds, "seed_scores": {int(k): v for k, v in scores.items()},
+                          "epochs": int(row["epochs"]), "seed_epochs": int(row["seed_epochs"])},
+            "versus_runner_up": runner_up_evidence(board, row, space, arch),
         }
     return out
 
@@ -132,7 +196,9 @@ def export(experiment: str, work: str | Path, storage: str = "") -> dict[str, An
         "architectures": best,
         "provenance": {
             "space": {"name": space.name, "path": space.path, "hash": space.content_hash(),
-                      "algorithm": space.algorithm, "scheduler": space.scheduler, "repeats": space.repeats},
+                      "strategy": space.strategy.describe(), "algorithm": space.strategy.algorithm,
+                      "scheduler": space.strategy.scheduler, "repeats": space.strategy.repeats},
+            "cost_seed_epochs": int(board["seed_epochs"].sum()),
             "storage": path, "dataset": exp.sidecar.get("dataset"), "options": exp.sidecar.get("options"),
             "calibration": exp.sidecar.get("calibration"), "trials": counts,
             "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

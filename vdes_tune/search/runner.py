@@ -15,8 +15,10 @@ from ray import tune
 
 from vdes_tune.config import to_dict
 from vdes_tune.errors import BadInputError
+from vdes_tune.search.race import RACE_LOG
 from vdes_tune.search.space import SearchSpace
 from vdes_tune.search.storage import SIDECAR, experiment_path, is_uri, read_text, write_text
+from vdes_tune.search.strategy import build_scheduler, build_searcher
 from vdes_tune.search.trainable import TrialContext, resources_for, run_trial
 from vdes_tune.training.memory import Calibration, load_calibration
 from vdes_tune.workspace import Workspace, dataset_fingerprint, read_manifest
@@ -93,29 +95,6 @@ def _trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _searcher(space: SearchSpace) -> Any:
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    if space.algorithm == "optuna-tpe":
-        sampler = optuna.samplers.TPESampler(seed=space.seed)
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=space.seed)
-    # A grid is its points enqueued in order: each trial takes the next one, exactly once.
-    points = space.grid() if space.algorithm == "grid" else None
-    return OptunaSearch(space.define_by_run(), metric=space.metric, mode=space.mode, sampler=sampler,
-                        points_to_evaluate=points)
-
-
-def _scheduler(space: SearchSpace) -> Any:
-    if space.scheduler != "asha":
-        return None
-    from ray.tune.schedulers import ASHAScheduler
-
-    return ASHAScheduler(time_attr="training_iteration", max_t=space.epochs, grace_period=space.grace_period,
-                         reduction_factor=space.reduction_factor)
-
-
 def _callbacks(space: SearchSpace, opts: SearchOptions, name: str) -> list[Any]:
     callbacks: list[Any] = [LiveSummary(space)]
     if opts.mlflow_uri:
@@ -148,6 +127,30 @@ def _check_sidecar(path: str, sidecar: dict[str, Any]) -> bool:
     return True
 
 
+def trainable(ctx: TrialContext) -> Any:
+    """The trial function with its context and per-trial resources."""
+    return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources_for(ctx))
+
+
+def build_tuner(space: SearchSpace, ctx: TrialContext, storage: str, name: str, max_concurrent: int | None,
+                max_failures: int, callbacks: list[Any], verbose: int = 0) -> Any:
+    """The Tuner of a search: the strategy's searcher and scheduler over the trial function (a live search
+    and a replay build the same one)."""
+    path = experiment_path(storage, name)
+    return tune.Tuner(
+        trainable(ctx),
+        tune_config=tune.TuneConfig(
+            search_alg=build_searcher(space), scheduler=build_scheduler(space, f"{path}/{RACE_LOG}"),
+            num_samples=space.size, max_concurrent_trials=max_concurrent,
+            trial_dirname_creator=_trial_dirname, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage, callbacks=callbacks,
+            verbose=verbose,  # Tune's own trial tables only with -v
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )
+
+
 def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dict[str, Any]:
     """Run (or resume) the search of `space` on the workspace's shards; returns the summary."""
     from vdes_tune.runtime import is_verbose, ray_session
@@ -177,25 +180,14 @@ def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dic
         use_gpu = ray.cluster_resources().get("GPU", 0) > 0
         ctx = TrialContext(space, workspace.spec, input_size(workspace), opts.gpu_memory_gb, use_gpu,
                            opts.cpus_per_trial, calibration)
-        trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources_for(ctx))
         resumed = _check_sidecar(path, sidecar) and tune.Tuner.can_restore(path)
         if resumed:
             print(f"[search] resuming {path}", flush=True)
-            tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+            tuner = tune.Tuner.restore(path, trainable=trainable(ctx), resume_unfinished=True, resume_errored=True)
         else:
             write_text(f"{path}/{SIDECAR}", json.dumps(sidecar, indent=2, default=str))
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=_searcher(space), scheduler=_scheduler(space), metric=space.metric,
-                    mode=space.mode, num_samples=space.size, max_concurrent_trials=opts.max_concurrent,
-                    trial_dirname_creator=_trial_dirname, reuse_actors=True),
-                run_config=tune.RunConfig(
-                    name=name, storage_path=storage, callbacks=_callbacks(space, opts, name),
-                    verbose=1 if is_verbose() else 0,  # Tune's own trial tables only with -v
-                    failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
-            )
+            tuner = build_tuner(space, ctx, storage, name, opts.max_concurrent, opts.max_failures,
+                                _callbacks(space, opts, name), verbose=1 if is_verbose() else 0)
         tuner.fit()
     board = leaderboard(load_experiment(path))
     summary = summarise(board, space, name, path)

@@ -1,9 +1,8 @@
 """Search spaces: the YAML format of `search_spaces/*.yaml`, validated once, turned into Optuna suggestions.
 
-A space names the architecture(s), the metric and mode, how many seeds each trial averages over
-(`repeats`), the algorithm (`grid`, `random`, `optuna-tpe`), the number of samples (not for grid),
-the scheduler (`none`, `asha`), fixed values and searched parameters. Keys of `fixed` and
-`parameters` are dotted config keys, `train.<TrainConfig field>`. Domains:
+A space names the architecture(s), the metric and mode, fixed values and searched parameters; how it is
+searched (searcher, scheduler, seeds per point) is its strategy (`search/strategy.py`), read from the same
+file. Keys of `fixed` and `parameters` are dotted config keys, `train.<TrainConfig field>`. Domains:
 `{choice: [a, b]}`, `{int: [low, high]}` (optional `step`, `log`), `{uniform: [low, high]}`,
 `{loguniform: [low, high]}`. See README "Search spaces" for the full description.
 """
@@ -23,14 +22,13 @@ import yaml
 
 from vdes_tune.config import TrainConfig, architecture_numbers, from_dict, resolve_shipped
 from vdes_tune.errors import BadInputError
+from vdes_tune.search.strategy import TOP_LEVEL as STRATEGY_FIELDS
+from vdes_tune.search.strategy import Strategy, parse_strategy
 
 SECTIONS = ("train",)
 METRICS = ("val_f1", "val_accuracy", "val_roc_auc", "val_macro_f1")
-ALGORITHMS = ("grid", "random", "optuna-tpe")
-SCHEDULERS = ("none", "asha")
 KINDS = ("choice", "int", "uniform", "loguniform")
-TOP_LEVEL = {"name", "description", "arch", "metric", "mode", "repeats", "algorithm", "num_samples", "seed",
-             "scheduler", "asha", "fixed", "parameters"}
+TOP_LEVEL = {"name", "description", "arch", "metric", "mode", "fixed", "parameters", *STRATEGY_FIELDS}
 ARCH_KEY = "arch"
 # Inside the package so an installed wheel has them; the checkout's search_spaces/ links here.
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "shipped" / "search_spaces"
@@ -89,13 +87,7 @@ class SearchSpace:
     arch: tuple[int, ...]
     metric: str
     mode: str
-    repeats: int
-    algorithm: str
-    num_samples: int
-    seed: int
-    scheduler: str
-    grace_period: int
-    reduction_factor: int
+    strategy: Strategy
     fixed: dict[str, Any] = field(default_factory=dict)
     parameters: dict[str, Domain] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # the mapping it was read from, for provenance
@@ -120,16 +112,21 @@ class SearchSpace:
     @property
     def size(self) -> int:
         """Number of trials the space asks for: the grid's size, or num_samples."""
-        return len(self.grid()) if self.algorithm == "grid" else self.num_samples
+        return len(self.grid()) if self.strategy.algorithm == "grid" else self.strategy.num_samples
+
+    @property
+    def finite(self) -> bool:
+        """Every searched domain can be enumerated (choice or int)."""
+        return all(d.finite for d in self.searched.values())
 
     def sample(self, n: int, seed: int | None = None) -> list[dict[str, Any]]:
         """`n` random points (for `plan` on non-grid spaces)."""
-        rng = random.Random(self.seed if seed is None else seed)
+        rng = random.Random(self.strategy.seed if seed is None else seed)
         return [{k: d.sample(rng) for k, d in self.searched.items()} for _ in range(n)]
 
     def points(self, samples: int | None = None) -> list[dict[str, Any]]:
         """The grid, or `samples` random points (default num_samples)."""
-        return self.grid() if self.algorithm == "grid" else self.sample(samples or self.num_samples)
+        return self.grid() if self.strategy.algorithm == "grid" else self.sample(samples or self.strategy.num_samples)
 
     def define_by_run(self) -> "DefineByRun":
         """Optuna define-by-run function: suggests every searched parameter; no training in here."""
@@ -145,9 +142,10 @@ class SearchSpace:
         return from_dict(TrainConfig, train)
 
     def seeds(self, point: dict[str, Any]) -> list[int]:
-        """The training seeds a trial averages over (the same for every trial: common random numbers)."""
+        """The training seeds a point may get, in the order it gets them (the same for every point: common
+        random numbers, so seed k of two points is a paired comparison)."""
         base = self.train_config(point).seed
-        return [base + r for r in range(self.repeats)]
+        return [base + r for r in range(self.strategy.repeats)]
 
     def content_hash(self) -> str:
         """Hash of what the space searches (not its name or description)."""
@@ -248,7 +246,7 @@ def parse_space(data: dict[str, Any], where: str, name: str = "") -> SearchSpace
     unknown = sorted(set(data) - TOP_LEVEL)
     if unknown:
         raise _fail(where, unknown[0], f"unknown field; known: {sorted(TOP_LEVEL)}")
-    for required in ("arch", "metric", "algorithm", "parameters"):
+    for required in ("arch", "metric", "parameters"):
         if required not in data:
             raise _fail(where, required, "is required")
     arch = data["arch"] if isinstance(data["arch"], list) else [data["arch"]]
@@ -260,29 +258,6 @@ def parse_space(data: dict[str, Any], where: str, name: str = "") -> SearchSpace
         raise _fail(where, "metric", f"{metric!r} is not one of {list(METRICS)}")
     if mode not in ("max", "min"):
         raise _fail(where, "mode", f"{mode!r} is not 'max' or 'min'")
-    algorithm, scheduler = data["algorithm"], data.get("scheduler", "none")
-    if algorithm not in ALGORITHMS:
-        raise _fail(where, "algorithm", f"{algorithm!r} is not one of {list(ALGORITHMS)}")
-    if scheduler not in SCHEDULERS:
-        raise _fail(where, "scheduler", f"{scheduler!r} is not one of {list(SCHEDULERS)}")
-    ints = {}
-    for key, default, low in (("repeats", 1, 1), ("seed", 0, 0), ("num_samples", 0, 1)):
-        value = data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or (key in data and value < low):
-            raise _fail(where, key, f"expected an integer >= {low}, got {value!r}")
-        ints[key] = value
-    if algorithm == "grid" and "num_samples" in data:
-        raise _fail(where, "num_samples", "a grid enumerates every point; drop num_samples (or use random)")
-    if algorithm != "grid" and "num_samples" not in data:
-        raise _fail(where, "num_samples", f"is required for algorithm '{algorithm}'")
-    asha = data.get("asha", {}) or {}
-    if not isinstance(asha, dict) or set(asha) - {"grace_period", "reduction_factor"}:
-        raise _fail(where, "asha", "expected {grace_period: int, reduction_factor: int}")
-    if asha and scheduler != "asha":
-        raise _fail(where, "asha", "set scheduler: asha to use these settings")
-    grace, reduction = asha.get("grace_period", 1), asha.get("reduction_factor", 3)
-    if not isinstance(grace, int) or grace < 1 or not isinstance(reduction, int) or reduction < 2:
-        raise _fail(where, "asha", f"grace_period must be >= 1 and reduction_factor >= 2, got {asha}")
     fixed_in = data.get("fixed", {}) or {}
     params_in = data["parameters"] or {}
     if not isinstance(fixed_in, dict):
@@ -294,21 +269,18 @@ def parse_space(data: dict[str, Any], where: str, name: str = "") -> SearchSpace
     both = sorted(set(fixed) & set(params))
     if both:
         raise _fail(where, f"fixed.{both[0]}", "is also a searched parameter")
-    if algorithm == "grid":
+    if data.get("algorithm") == "grid":
         loose = [k for k, d in params.items() if not d.finite]
         if loose:
             raise _fail(where, f"parameters.{loose[0]}", "a grid needs choice or int domains")
-    space = SearchSpace(
-        name=str(data.get("name") or name or Path(where).stem), path=where, description=str(data.get("description", "")),
-        arch=tuple(arch), metric=metric, mode=mode, repeats=ints["repeats"], algorithm=algorithm,
-        num_samples=ints["num_samples"], seed=ints["seed"], scheduler=scheduler, grace_period=grace,
-        reduction_factor=reduction, fixed=fixed, parameters=params, source=data)
-    if not space.name or not all(c.isalnum() or c in "-_." for c in space.name):
-        raise _fail(where, "name", f"expected letters, digits, '-', '_' or '.', got {space.name!r}")
-    space.train_config({})  # the fixed values must make a valid TrainConfig together
-    if scheduler == "asha" and grace > space.epochs:
-        raise _fail(where, "asha.grace_period", f"{grace} is more than the {space.epochs} epochs of a trial")
-    return space
+    space_name = str(data.get("name") or name or Path(where).stem)
+    if not space_name or not all(c.isalnum() or c in "-_." for c in space_name):
+        raise _fail(where, "name", f"expected letters, digits, '-', '_' or '.', got {space_name!r}")
+    # The fixed values must make a valid TrainConfig together; its epochs bound the strategy's rungs.
+    train = from_dict(TrainConfig, {**{k.split(".", 1)[1]: v for k, v in fixed.items()}, "arch": int(arch[0])})
+    strategy = parse_strategy(data, where, train.epochs)
+    return SearchSpace(name=space_name, path=where, description=str(data.get("description", "")), arch=tuple(arch),
+                       metric=metric, mode=mode, strategy=strategy, fixed=fixed, parameters=params, source=data)
 
 
 def resolve_space_path(spec: str | Path) -> Path:
@@ -317,23 +289,27 @@ def resolve_space_path(spec: str | Path) -> Path:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], where: str) -> dict[str, Any]:
-    """`KEY=VALUE` edits (YAML values): a top-level field, `asha.<field>`, or a fixed `train.<field>`."""
-    data = {**data, "fixed": dict(data.get("fixed") or {}), "asha": dict(data.get("asha") or {})}
+    """`KEY=VALUE` edits (YAML values): a top-level field, `asha.<field>`, `race.<field>`, or a fixed
+    `train.<field>`."""
+    sections = ("asha", "race")
+    data = {**data, "fixed": dict(data.get("fixed") or {}), **{s: dict(data.get(s) or {}) for s in sections}}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise BadInputError(f"--set {item!r}: expected KEY=VALUE")
         value = yaml.safe_load(raw)
-        if key.startswith("asha."):
-            data["asha"][key[5:]] = value
+        section, _, rest = key.partition(".")
+        if section in sections and rest:
+            data[section][rest] = value
         elif "." in key:
             if key in (data.get("parameters") or {}):
                 raise BadInputError(f"--set {key}: {where} searches this parameter; it cannot also be fixed")
             data["fixed"][key] = value
         else:
             data[key] = value
-    if not data["asha"]:
-        data.pop("asha")
+    for section in sections:
+        if not data[section]:
+            data.pop(section)
     return data
 
 
@@ -351,8 +327,9 @@ def load_space(spec: str | Path, overrides: list[str] | None = None) -> SearchSp
 
 def with_samples(space: SearchSpace, num_samples: int | None) -> SearchSpace:
     """The space with another sample count (a grid ignores it)."""
-    if num_samples is None or space.algorithm == "grid":
+    if num_samples is None or space.strategy.algorithm == "grid":
         return space
     if num_samples < 1:
         raise BadInputError(f"--num-samples must be >= 1, got {num_samples}")
-    return replace(space, num_samples=num_samples, source={**space.source, "num_samples": num_samples})
+    return replace(space, strategy=replace(space.strategy, num_samples=num_samples),
+                   source={**space.source, "num_samples": num_samples})

@@ -1,10 +1,18 @@
-"""The Ray Tune trainable: one trial is one point of a space, trained once per repeat seed in lockstep.
+"""The Ray Tune trainable: one trial is one point of a space, trained on its seeds in blocks.
 
 The Tune config dict becomes a TrainConfig here, once. The trial's GPU share comes from the memory
-estimate (`resources_for`); a configuration over the budget is never trained and reports the
-penalty value instead, so the searcher learns it is bad rather than seeing a crash. Every epoch the
-trial reports the mean over its repeats of each repeat's best-validation-epoch metrics and writes a
-checkpoint from which a restored or retried trial continues.
+estimate (`resources_for`); a configuration over the budget is never trained and reports the penalty
+value instead, so the searcher learns it is bad rather than seeing a crash.
+
+Seeds come in blocks (the strategy's repeat policy): a first block trained in lockstep (every seed of a
+`fixed` strategy, the first few of a race), then, while the scheduler lets the trial go on, one more seed
+at a time, each for all its epochs. Every epoch the trial reports the objective (the mean over its seeds
+of each seed's best-validation-epoch metrics: finished seeds once there are any), the best-so-far mean of
+every validation metric over the first block (what epoch rungs rank), each finished seed's score (what a
+race pairs), and its cost in seed-epochs; then it writes a checkpoint from which a restored or retried
+trial continues. The test split is never loaded: a search chooses on validation only (paper 3.3).
+
+A replay (`ReplaySource`) runs the same loop over recorded learning curves instead of training.
 """
 
 from __future__ import annotations
@@ -15,13 +23,25 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from vdes_tune.config import TrainConfig
 from vdes_tune.search.space import SearchSpace
-from vdes_tune.training.memory import Calibration, MemoryEstimate, Placement, estimate, place
 
-REPORTED = ("f1", "accuracy", "roc_auc", "macro_f1")
+if TYPE_CHECKING:
+    from vdes_tune.training.memory import Calibration, MemoryEstimate, Placement
+
+REPORTED = ("f1", "accuracy", "roc_auc", "macro_f1", "loss")
+LOWER_IS_BETTER = ("loss",)
+
+
+@dataclass(frozen=True)
+class ReplaySource:
+    """Where a replay trial reads its curves: a recorded table, and which recorded seed each of a point's
+    seeds is in this replay (the replay's draw)."""
+
+    table: str
+    seed_map: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -34,7 +54,8 @@ class TrialContext:
     budget_gb: float
     use_gpu: bool
     cpus_per_trial: float
-    calibration: Calibration
+    calibration: Calibration | None  # None for a replay, which plans no memory
+    replay: ReplaySource | None = None
 
     @property
     def penalty(self) -> float:
@@ -44,6 +65,8 @@ class TrialContext:
 
 def plan_point(ctx: TrialContext, point: dict[str, Any]) -> tuple[TrainConfig, MemoryEstimate, Placement]:
     """The config, memory estimate and GPU placement of one point of the space."""
+    from vdes_tune.training.memory import estimate, place
+
     cfg = ctx.space.train_config(point)
     est = estimate(cfg, ctx.input_size, ctx.calibration)
     return cfg, est, place(est.total, ctx.budget_gb)
@@ -75,15 +98,27 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(clean), statistics.pstdev(clean) if len(clean) > 1 else 0.0
 
 
-def aggregate(progress: list[dict[str, Any]], metric: str, last: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Mean (and std of the objective) over repeats of each repeat's best-validation-epoch metrics."""
+def _best_so_far(history: list[dict[str, Any]], metric: str) -> float:
+    values = [float(r["val"].get(metric, float("nan"))) for r in history]
+    values = [v for v in values if v == v]
+    if not values:
+        return float("nan")
+    return min(values) if metric in LOWER_IS_BETTER else max(values)
+
+
+def aggregate(progress: list[dict[str, Any]], metric: str, last: list[dict[str, Any]] | None = None,
+              first_block: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The objective and validation metrics (mean over seeds of each seed's best-validation-epoch metrics, and
+    the objective's std), the best-so-far mean of each metric over `first_block` (rungs rank these), and the
+    mean of the epoch just trained."""
     out: dict[str, Any] = {}
     for m in REPORTED:
-        for split in ("val", "test"):
-            mean, std = _mean_std([float(p[f"best_{split}"].get(m, float("nan"))) for p in progress])
-            out[f"{split}_{m}"] = mean
-            if f"{split}_{m}" == metric:
-                out[f"{metric}_std"] = std
+        mean, std = _mean_std([float(p["best_val"].get(m, float("nan"))) for p in progress])
+        out[f"val_{m}"] = mean
+        if f"val_{m}" == metric:
+            out[f"{metric}_std"] = std
+        if first_block:
+            out[f"best_val_{m}"] = _mean_std([_best_so_far(p["history"], m) for p in first_block])[0]
     out["best_epoch_mean"] = statistics.fmean(p["best_epoch"] for p in progress)
     if last:
         out["epoch_val_f1"] = statistics.fmean(float(r["val"]["f1"]) for r in last)
@@ -93,41 +128,197 @@ def aggregate(progress: list[dict[str, Any]], metric: str, last: list[dict[str, 
     return out
 
 
-def _save(folder: Path, fitters: list[Any], point: dict[str, Any]) -> None:
+class _ReplayTask:
+    """Stands in for a classification task in the one training loop: each evaluation returns the next
+    recorded epoch's validation metrics, so the loop's own best-epoch choice (ties included) applies."""
+
+    selection_metric = "f1"
+    selection_mode = "max"
+    tie_breakers = (("roc_auc", "max"), ("loss", "min"))
+
+    def __init__(self, rows: list[dict[str, float]]) -> None:
+        self.rows, self.epoch = rows, 0
+
+    def train(self, mode: bool = True) -> None:
+        """Nothing to switch."""
+
+    def train_step(self, batch: Any) -> dict[str, float]:
+        """Never called: a replay has no training batches."""
+        return {}
+
+    def evaluate(self, batches: Any) -> dict[str, Any]:
+        """The recorded metrics of the next epoch."""
+        row = self.rows[self.epoch]
+        self.epoch += 1
+        return dict(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        """No weights."""
+        return {}
+
+    def training_state(self) -> dict[str, Any]:
+        """Where in the curve it is."""
+        return {"epoch": self.epoch}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Continue the curve where a checkpoint left it."""
+        self.epoch = int(state["epoch"])
+
+
+_TABLES: dict[str, Any] = {}
+
+
+def _replay_fitter(source: ReplaySource, cfg: TrainConfig, point: dict[str, Any], seed_index: int) -> Any:
+    """A Fitter over the recorded curve of (point, the recorded seed drawn for this seed index)."""
+    from vdes_tune.search.curves import read_table
+    from vdes_tune.training.engine import Fitter
+
+    if source.table not in _TABLES:
+        _TABLES[source.table] = read_table(source.table)
+    table = _TABLES[source.table]
+    curve = table.curve(table.point_of(point), source.seed_map[seed_index])
+    rows = [{"f1": r.val_f1, "roc_auc": r.val_roc_auc, "loss": r.val_loss, "accuracy": r.val_accuracy,
+             "macro_f1": r.val_macro_f1} for r in curve.itertuples()]
+    return Fitter(_ReplayTask(rows), [], [None], None, min(cfg.epochs, len(rows)), keep_best_state=False)
+
+
+class SeedBlocks:
+    """A trial's seeds and where it is in them: finished seeds (their progress only) and the block in training."""
+
+    def __init__(self, seeds: list[int], first: int) -> None:
+        self.seeds, self.first = seeds, first
+        self.finished: list[dict[str, Any]] = []  # progress() of each finished seed, in seed order
+        self.first_block: list[dict[str, Any]] = []  # progress() of the first block's seeds once finished
+        self.active: list[Any] = []  # Fitters of the block in training
+        self.active_seeds: list[int] = []
+
+    def next_block(self) -> list[int]:
+        """The seeds of the next block (empty when every seed has been trained)."""
+        start = len(self.finished)
+        size = self.first if start == 0 else 1
+        return self.seeds[start:start + size]
+
+    def close_block(self) -> None:
+        """Move the finished block's progress to `finished` (its models are no longer needed)."""
+        done = [f.progress() for f in self.active]
+        if not self.finished:
+            self.first_block = done
+        self.finished += done
+        self.active, self.active_seeds = [], []
+
+    def first_block_progress(self) -> list[dict[str, Any]]:
+        """The first block's progress, finished or in training."""
+        return self.first_block or [f.progress() for f in self.active]
+
+    def report(self, metric: str, last: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What a trial reports now (see the module docstring)."""
+        scored = self.finished or [f.progress() for f in self.active]
+        out = aggregate(scored, metric, last, self.first_block_progress())
+        key = metric.removeprefix("val_")
+        out.update({
+            "seeds_done": len(self.finished),
+            "seed_scores": {str(s): float(p["best_val"].get(key, float("nan")))
+                            for s, p in zip(self.seeds, self.finished)},
+            "seed_epochs": sum(len(p["history"]) for p in self.finished)
+            + sum(f.epoch for f in self.active),
+            "epoch": max([f.epoch for f in self.active], default=len((self.finished or [{}])[-1].get("history", []))),
+            "block": 0 if len(self.finished) < self.first else 1 + len(self.finished) - self.first,
+        })
+        return out
+
+
+def _save(folder: Path, blocks: SeedBlocks, point: dict[str, Any], with_weights: bool) -> None:
     import torch
 
-    for r, fitter in enumerate(fitters):
-        torch.save(fitter.task.training_state(), folder / f"repeat-{r}.pt")
-    (folder / "trial.json").write_text(json.dumps({"point": point, "repeats": [f.progress() for f in fitters]},
-                                                  default=float))
+    if with_weights:
+        for r, fitter in enumerate(blocks.active):
+            torch.save(fitter.task.training_state(), folder / f"active-{r}.pt")
+    state = {"point": point, "finished": blocks.finished, "first_block": blocks.first_block,
+             "active_seeds": blocks.active_seeds, "active": [f.progress() for f in blocks.active],
+             "replay": [f.task.training_state() for f in blocks.active] if not with_weights else None}
+    (folder / "trial.json").write_text(json.dumps(state, default=float))
 
 
-def _restore(folder: Path, fitters: list[Any]) -> None:
+def _restore(folder: Path, blocks: SeedBlocks, start_block: Callable[[list[int]], None]) -> None:
     import torch
 
     saved = json.loads((folder / "trial.json").read_text())
-    for r, fitter in enumerate(fitters):
-        state = torch.load(folder / f"repeat-{r}.pt", map_location="cpu", weights_only=True)
-        fitter.restore(saved["repeats"][r], state)
+    blocks.finished, blocks.first_block = saved["finished"], saved["first_block"]
+    if saved["active_seeds"]:
+        start_block(saved["active_seeds"])
+        for r, fitter in enumerate(blocks.active):
+            state = saved["replay"][r] if saved.get("replay") else torch.load(
+                folder / f"active-{r}.pt", map_location="cpu", weights_only=True)
+            fitter.restore(saved["active"][r], state)
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """Tune function trainable: train every repeat seed epoch by epoch, report the mean, checkpoint."""
-    import torch
+    """Tune function trainable: train the point's seeds block by block, report every epoch, checkpoint."""
+    import ray
     from ray import tune
 
-    from vdes_tune.training.classify import load_frames, pick_device, prepare_classification
+    space, point = ctx.space, _point(config)
+    strategy = space.strategy
+    live = ctx.replay is None
+    info: dict[str, Any] = {"repeats": strategy.repeats, "trial_start": time.time(),
+                            "node_id": ray.get_runtime_context().get_node_id()}
+    blocks = SeedBlocks(space.seeds(point), strategy.seeds_at_start)
+    if live:
+        cfg, est, placement = plan_point(ctx, point)
+        info.update(memory_estimate_gb=round(est.total_gb, 3), gpu_fraction=placement.fraction if ctx.use_gpu else 0.0)
+        if not placement.feasible:
+            tune.report({space.metric: ctx.penalty, "feasible": 0, "epoch": 0, "seed_epochs": 0, "seeds_done": 0,
+                         **info})
+            return
+        start_block, device = _live_blocks(ctx, cfg, placement, blocks)
+    else:  # a replay trains nothing, so it has no memory to plan
+        cfg = space.train_config(point)
+        start_block, device = _replay_blocks(ctx, cfg, point, blocks), None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            _restore(Path(folder), blocks, start_block)
+    if not blocks.active and not blocks.next_block():  # restored after its last epoch: report once more
+        tune.report({**blocks.report(space.metric), "feasible": 1, **info})
+        return
+    step = _stepper(blocks, device)
+    # Looked up before the loop: a trial the scheduler stops leaves through SystemExit raised in
+    # tune.report, and an `except` clause that imported torch then would outlast Tune's 2 s wait to
+    # reuse the actor for the next trial.
+    oom = _oom_error() if live else ()
+    try:
+        while blocks.active or blocks.next_block():
+            if not blocks.active:
+                start_block(blocks.next_block())
+            last = step()
+            if all(f.done for f in blocks.active):
+                blocks.close_block()
+            metrics = {**blocks.report(space.metric, last), "feasible": 1, **info, "report_time": time.time()}
+            if not live:  # a replay has nothing worth a checkpoint: its curves are on disk
+                tune.report(metrics)
+                continue
+            with tempfile.TemporaryDirectory() as folder:
+                _save(Path(folder), blocks, point, with_weights=True)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+    except oom:
+        # Over its share despite the estimate: this trial fails alone and tells the searcher so.
+        tune.report({space.metric: ctx.penalty, "feasible": 0, "oom": 1, **blocks.report(space.metric), **info})
+
+
+def _oom_error() -> type[BaseException]:
+    import torch
+
+    return torch.cuda.OutOfMemoryError
+
+
+def _live_blocks(ctx: TrialContext, cfg: TrainConfig, placement: Placement,
+                 blocks: SeedBlocks) -> tuple[Callable[[list[int]], None], Any]:
+    """A function that starts a block of real training runs (one Fitter per seed), and the device."""
+    import torch
+
+    from vdes_tune.training.classify import SEARCH_SPLITS, load_frames, pick_device, prepare_classification
     from vdes_tune.workspace import Workspace
 
-    space, point = ctx.space, _point(config)
-    cfg, est, placement = plan_point(ctx, point)
-    import ray
-
-    info = {"memory_estimate_gb": round(est.total_gb, 3), "gpu_fraction": placement.fraction if ctx.use_gpu else 0.0,
-            "repeats": space.repeats, "trial_start": time.time(), "node_id": ray.get_runtime_context().get_node_id()}
-    if not placement.feasible:
-        tune.report({space.metric: ctx.penalty, "feasible": 0, "epoch": 0, **info})
-        return
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
     device = pick_device(cfg.device)
     if device.type == "cuda":
@@ -135,41 +326,44 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         share = placement.fraction * ctx.budget_gb * 1024 ** 3 / total
         torch.cuda.set_per_process_memory_fraction(min(1.0, share), device)
     workspace = Workspace.at(ctx.work)
-    frames = load_frames(cfg, workspace)
-    # Repeats run in lockstep so every report averages the same epoch; on a GPU the idle ones wait
-    # on the CPU, so the trial's peak is one repeat's (what the estimate counts).
-    park = device.type == "cuda" and space.repeats > 1
-    fitters = []
-    for seed in space.seeds(point):
-        run = prepare_classification(replace(cfg, seed=seed), workspace, frames, device)
-        if park:
-            run.task.to(torch.device("cpu"))
-        fitters.append(run.fitter(keep_best_state=False))
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            _restore(Path(folder), fitters)
-    if all(f.done for f in fitters):  # restored after its last epoch: report the result once more
-        tune.report({**aggregate([f.progress() for f in fitters], space.metric), "feasible": 1,
-                     "epoch": max(f.epoch for f in fitters), **info})
-        return
-    try:
-        while not all(f.done for f in fitters):
-            last = []
-            for fitter in fitters:
-                if fitter.done:
-                    continue
-                if park:
-                    fitter.task.to(device)
-                last.append(fitter.step())
-                if park:
-                    fitter.task.to(torch.device("cpu"))
-            metrics = aggregate([f.progress() for f in fitters], space.metric, last)
-            with tempfile.TemporaryDirectory() as folder:
-                _save(Path(folder), fitters, point)
-                tune.report({**metrics, "feasible": 1, "epoch": max(f.epoch for f in fitters), **info,
-                             "report_time": time.time()},
-                            checkpoint=tune.Checkpoint.from_directory(folder))
-    except torch.cuda.OutOfMemoryError:
-        # Over its share despite the estimate: this trial fails alone and tells the searcher so.
-        tune.report({space.metric: ctx.penalty, "feasible": 0, "oom": 1, "epoch": fitters[0].epoch, **info})
+    frames = load_frames(cfg, workspace, SEARCH_SPLITS)
+
+    def start(seeds: list[int]) -> None:
+        # Seeds of a block run in lockstep so every report averages the same epoch; on a GPU the idle ones
+        # wait on the CPU, so the trial's peak is one seed's (what the estimate counts).
+        park = device.type == "cuda" and len(seeds) > 1
+        for seed in seeds:
+            run = prepare_classification(replace(cfg, seed=seed), workspace, frames, device)
+            if park:
+                run.task.to(torch.device("cpu"))
+            blocks.active.append(run.fitter(keep_best_state=False))
+        blocks.active_seeds = list(seeds)
+    return start, device
+
+
+def _replay_blocks(ctx: TrialContext, cfg: TrainConfig, point: dict[str, Any],
+                   blocks: SeedBlocks) -> Callable[[list[int]], None]:
+    """A function that starts a block of replayed runs (curves of the drawn recorded seeds)."""
+    assert ctx.replay is not None
+
+    def start(seeds: list[int]) -> None:
+        base = blocks.seeds[0]
+        blocks.active = [_replay_fitter(ctx.replay, cfg, point, s - base) for s in seeds]
+        blocks.active_seeds = list(seeds)
+    return start
+
+
+def _stepper(blocks: SeedBlocks, device: Any) -> Callable[[], list[dict[str, Any]]]:
+    """A function that trains one epoch of every unfinished seed of the active block."""
+
+    def step() -> list[dict[str, Any]]:
+        last = []
+        park = device is not None and device.type == "cuda" and len(blocks.active) > 1
+        for fitter in [f for f in blocks.active if not f.done]:
+            if park:
+                fitter.task.to(device)
+            last.append(fitter.step())
+            if park:
+                fitter.task.to(type(device)("cpu"))
+        return last
+    return step

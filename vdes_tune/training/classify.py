@@ -65,15 +65,19 @@ class ClassificationRun:
 
     def fitter(self, keep_best_state: bool = True) -> Fitter:
         """A Fitter over this run's loaders, reseeding each epoch from the config's seed."""
-        return Fitter(self.task, self.loaders["train"], self.loaders["val"], self.loaders["test"], self.cfg.epochs,
+        return Fitter(self.task, self.loaders["train"], self.loaders["val"], self.loaders.get("test"), self.cfg.epochs,
                       seed=self.cfg.seed, keep_best_state=keep_best_state)
 
 
-def load_frames(cfg: TrainConfig, workspace: Workspace) -> dict[str, pd.DataFrame]:
+SPLITS = ("train", "val", "test")
+SEARCH_SPLITS = ("train", "val")  # a search chooses on validation and never reads test (paper 3.3)
+
+
+def load_frames(cfg: TrainConfig, workspace: Workspace, splits: tuple[str, ...] = SPLITS) -> dict[str, pd.DataFrame]:
     """The split frames `cfg` trains on, with the synthesised vdes column where the architecture reads one."""
     arch = get_architecture(cfg.arch)
     # On a URI workspace this process reads its node's mirror, brought up to date first.
-    frames = {s: load_split(workspace.pull(workspace.dataset.shards), s) for s in ("train", "val", "test")}
+    frames = {s: load_split(workspace.pull(workspace.dataset.shards), s) for s in splits}
     if arch.generator is not None and not arch.end_to_end and cfg.vdes:
         vdes = workspace.pull(workspace.vdes(cfg.vdes))
         frames = {s: attach_vdes(f, vdes, s) for s, f in frames.items()}

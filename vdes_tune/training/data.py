@@ -70,10 +70,12 @@ class CropDataset(Dataset):
 
 def loaders(frames: dict[str, pd.DataFrame], sources: tuple[str, ...], batch_size: int, augment: bool,
             seed: int) -> dict[str, DataLoader]:
-    """Seeded, shuffled, augmented train loader (last partial batch dropped); plain val and test loaders."""
+    """Seeded, shuffled, augmented train loader (last partial batch dropped); plain val and test loaders
+    (for the splits `frames` holds: a search has no test split)."""
     train = frames["train"]
     out = {"train": DataLoader(CropDataset(train, sources, augment=augment), batch_size=batch_size, shuffle=True,
                                generator=torch.Generator().manual_seed(seed), drop_last=len(train) > batch_size)}
     for split in ("val", "test"):
-        out[split] = DataLoader(CropDataset(frames[split], sources), batch_size=batch_size)
+        if split in frames:
+            out[split] = DataLoader(CropDataset(frames[split], sources), batch_size=batch_size)
     return out

@@ -7,10 +7,15 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used: a replayed search (search/replay.py) runs this loop over recorded
+# curves in processes that never need it.
 
 
 class Task(Protocol):
@@ -46,6 +51,8 @@ SCORES = "scores"  # an evaluate() key holding per-sample outputs in loader orde
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch; deterministic kernels where torch has them."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -55,6 +62,8 @@ def seed_everything(seed: int) -> None:
 
 def prepare_device(device: torch.device, *modules: torch.nn.Module | None) -> None:
     """Move modules to `device`; on CUDA use channels_last and let cuDNN pick its fastest kernels."""
+    import torch
+
     if device.type == "cuda":
         # Determinism is promised on CPU only; on the GPU speed wins.
         torch.backends.cudnn.benchmark = True
@@ -69,11 +78,15 @@ def prepare_device(device: torch.device, *modules: torch.nn.Module | None) -> No
 def adam(params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """Adam with the fused kernel: on CPU a ResNet18 step takes 10 ms instead of 66 ms (the per-tensor
     default), a quarter of a small-crop training step; the same update up to float rounding."""
+    import torch
+
     return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch tensor on `device` (channels_last for 4-D tensors on CUDA)."""
+    import torch
+
     x = x.to(device, non_blocking=True)
     if device.type == "cuda" and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -101,6 +114,8 @@ def _better(key: list[float], best: list[float] | None) -> bool:
 def seed_epoch(seed: int, epoch: int, *loaders: Any) -> None:
     """Reseed every RNG (and the loaders' shuffling) from (seed, epoch): an epoch is the same whether the
     run went straight through, was resumed from a checkpoint, or ran interleaved with other runs."""
+    import torch
+
     mixed = (seed * 1_000_003 + epoch) % 2**63
     random.seed(mixed)
     np.random.seed(mixed % 2**32)
@@ -113,6 +128,8 @@ def seed_epoch(seed: int, epoch: int, *loaders: Any) -> None:
 
 def _cpu_copy(state: Any) -> Any:
     """A detached CPU copy of a (nested) state dict: the best epoch's weights never cost GPU memory."""
+    import torch
+
     if isinstance(state, torch.Tensor):
         return state.detach().to("cpu", copy=True)
     if isinstance(state, dict):

@@ -1,0 +1,162 @@
+"""Recorded curve tables and search replays through the project's Tuner (tables made here, no training)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vdes_tune.errors import BadInputError
+from vdes_tune.search.curves import best_epoch_rows, read_table, top_stability, truth, write_table
+from vdes_tune.training.engine import selection_key
+
+LRS = [1e-3, 5e-4, 1e-4, 5e-5]
+BASE_F1 = [0.74, 0.70, 0.56, 0.40]  # point 0 is the true best by far
+EPOCHS, SEARCH, HELD = 4, list(range(6)), [6, 7]
+
+
+def make_table(path, seed: int = 0) -> None:
+    """A 4-point table (lr on architecture #1) whose curves rise with the epoch; seeds add small noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p, lr in enumerate(LRS):
+        for s in SEARCH + HELD:
+            shift = rng.normal(0, 0.01)
+            for e in range(1, EPOCHS + 1):
+                f1 = BASE_F1[p] - 0.04 * (EPOCHS - e) + shift + rng.normal(0, 0.003)
+                rows.append({"point": p, "train.lr": lr, "seed": s, "epoch": e, "val_f1": round(f1, 4),
+                             "val_roc_auc": 0.55 + 0.4 * BASE_F1[p] + 0.02 * e + rng.normal(0, 0.005),
+                             "val_loss": 0.9 - 0.5 * BASE_F1[p] - 0.02 * e, "val_accuracy": 0.5 + f1 / 3,
+                             "val_macro_f1": f1, "train_loss": 0.5, "seconds": 1.0})
+    space = {"name": "tiny", "arch": 1, "metric": "val_f1", "mode": "max", "algorithm": "grid", "repeats": 1,
+             "fixed": {"train.classifier": "resnet18", "train.epochs": EPOCHS, "train.batch_size": 4, "train.seed": 0},
+             "parameters": {"train.lr": {"choice": LRS}}}
+    write_table(pd.DataFrame(rows), {"space": space, "params": ["train.lr"], "epochs": EPOCHS, "search_seeds": SEARCH,
+                                     "truth_seeds": HELD}, path)
+
+
+@pytest.fixture(scope="module")
+def table_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("curves") / "tiny.parquet"
+    make_table(path)
+    return path
+
+
+def test_best_epoch_is_the_training_loops_choice_ties_included():
+    class Task:
+        selection_metric, selection_mode = "f1", "max"
+        tie_breakers = (("roc_auc", "max"), ("loss", "min"))
+
+    frame = pd.DataFrame({"point": 0, "seed": 0, "epoch": [1, 2, 3, 4], "val_f1": [0.0, 0.5, 0.5, 0.5],
+                          "val_roc_auc": [0.9, 0.7, 0.8, 0.8], "val_loss": [0.5, 0.6, 0.7, 0.6],
+                          "val_accuracy": 0.5, "val_macro_f1": 0.5})
+    picked = best_epoch_rows(frame).iloc[0]
+    # The loop keeps an epoch only when its key is strictly better than the best so far.
+    best, chosen = None, None
+    for _, row in frame.iterrows():
+        key = selection_key(Task, {"f1": row.val_f1, "roc_auc": row.val_roc_auc, "loss": row.val_loss})
+        if best is None or tuple(key) > tuple(best):
+            best, chosen = key, row.epoch
+    assert picked.epoch == chosen == 4  # F1 ties at 0.5, ROC-AUC ties at 0.8, the lower loss wins
+
+
+def test_truth_reads_only_held_out_seeds_and_the_top_is_stable(table_path):
+    table = read_table(table_path)
+    found = truth(table)
+    frame = table.frame
+    for point in range(len(LRS)):
+        held = frame[(frame.point == point) & frame.seed.isin(HELD)].groupby("seed")["val_f1"].max()
+        assert found.loc[point, "true_mean"] == pytest.approx(held.mean())
+        assert found.loc[point, "true_se"] == pytest.approx(held.std(ddof=1) / math.sqrt(len(HELD)))
+    assert list(found.index[:1]) == [0]
+    stable = top_stability(table, draws=500)
+    assert stable["best_point"] == 0 and stable["p_same_best"] == 1.0
+
+
+def test_a_bad_table_names_the_file_and_what_is_wrong(tmp_path, table_path):
+    plain = tmp_path / "plain.parquet"
+    pd.DataFrame({"point": [0]}).to_parquet(plain)
+    with pytest.raises(BadInputError, match="plain.parquet: not a curve table"):
+        read_table(plain)
+    frame = read_table(table_path).frame
+    short = tmp_path / "short.parquet"
+    meta = {"space": {}, "params": ["train.lr"], "epochs": EPOCHS, "search_seeds": SEARCH, "truth_seeds": HELD}
+    write_table(frame[~((frame.point == 2) & (frame.seed == 3) & (frame.epoch == 4))], meta, short)
+    with pytest.raises(BadInputError, match="short.parquet: 1 run.*point 2, seed 3"):
+        read_table(short)
+    write_table(frame, {**meta, "truth_seeds": [5, 6]}, short)
+    with pytest.raises(BadInputError, match="disjoint"):
+        read_table(short)
+
+
+def _run(table_path, strategy, replay=0, storage=None):
+    from vdes_tune.search.replay import replay_once
+
+    table = read_table(table_path)
+    return table, replay_once(table, strategy, replay, truth(table)["true_mean"].to_dict(), concurrency=1,
+                              storage=str(storage) if storage else None)
+
+
+@pytest.mark.ray
+def test_replay_trials_report_exactly_the_tables_values(ray_local, table_path, tmp_path):
+    from vdes_tune.search.export import load_experiment
+    from vdes_tune.search.replay import ReplayStrategy
+
+    table, out = _run(table_path, ReplayStrategy("grid-all", {"repeats": 6}), storage=tmp_path)
+    exp = load_experiment(str(tmp_path / "grid-all-0"))
+    chosen = best_epoch_rows(table.frame)
+    for t in exp.trials:
+        point = table.point_of({"train.lr": t.config["train.lr"]})
+        scores = t.last_result["seed_scores"]
+        assert len(scores) == 6 and t.last_result["seed_epochs"] == 6 * EPOCHS
+        for logical, recorded in enumerate(out["seeds_drawn"]):
+            expected = chosen[(chosen.point == point) & (chosen.seed == recorded)]["val_f1"].item()
+            assert scores[str(logical)] == expected
+        assert t.last_result["val_f1"] == pytest.approx(np.mean(list(scores.values())))
+    assert sorted(out["seeds_drawn"]) == SEARCH  # every search seed once, none held out
+    assert out["point"] == 0 and out["within"] and out["seed_epochs"] == 4 * 6 * EPOCHS
+
+
+@pytest.mark.ray
+def test_tpe_with_asha_runs_through_tune_and_stops_trials_at_rungs(ray_local, table_path, tmp_path):
+    from vdes_tune.search.export import leaderboard, load_experiment
+    from vdes_tune.search.replay import ReplayStrategy
+
+    strategy = ReplayStrategy("tpe-asha", {"algorithm": "optuna-tpe", "num_samples": 8, "repeats": 2,
+                                           "scheduler": "asha", "asha": {"grace_period": 1, "reduction_factor": 2}})
+    table, out = _run(table_path, strategy, storage=tmp_path)
+    board = leaderboard(load_experiment(str(tmp_path / "tpe-asha-0")))
+    assert len(board) == 8 and (board["status"] == "TERMINATED").all()
+    assert (board["epochs"] < EPOCHS).any()  # ASHA stopped some trials early
+    assert board["train.lr"].duplicated().any()  # plain TPE repeats points of a 4-point space
+    assert out["seed_epochs"] == board["seed_epochs"].sum() < 8 * 2 * EPOCHS
+
+
+@pytest.mark.ray
+def test_noise_aware_races_seeds_drops_by_the_paired_test_and_never_repeats_a_point(ray_local, table_path, tmp_path):
+    from vdes_tune.search.export import leaderboard, load_experiment
+    from vdes_tune.search.race import paired_p
+    from vdes_tune.search.replay import ReplayStrategy
+
+    strategy = ReplayStrategy("race", {"strategy": "noise-aware", "algorithm": "optuna-tpe", "num_samples": 10,
+                                       "repeats": 6, "asha": {"grace_period": 1, "reduction_factor": 2},
+                                       "race": {"first_seeds": 2, "alpha": 0.1}})
+    table, out = _run(table_path, strategy, storage=tmp_path)
+    exp = load_experiment(str(tmp_path / "race-0"))
+    board = leaderboard(exp)
+    assert len(board) == len(LRS) and not board["train.lr"].duplicated().any()  # 10 samples, 4 points, no repeats
+    log = exp.race
+    for event in log["events"]:
+        if event["action"] == "dropped":  # the decision is the paired test on the logged scores
+            incumbent = event["incumbent_scores"]
+            diffs = [event["scores"][s] - incumbent[s] for s in map(str, event["shared_seeds"])]
+            assert event["p_worse"] == pytest.approx(paired_p(diffs)) < 0.1
+    assert any(o["status"] in ("dropped", "stopped at rung") for o in log["outcome"].values())
+    top = board.iloc[0]
+    assert top["train.lr"] == LRS[0] and top["seeds"] == 6 and top["race"] == "finished"
+    assert out["point"] == 0 and out["seed_epochs"] < len(LRS) * 6 * EPOCHS
+    best = json.loads(top["seed_scores"])
+    assert len(best) == 6

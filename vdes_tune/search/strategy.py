@@ -1,0 +1,222 @@
+"""Search strategies: what a search composes from Ray Tune's and Optuna's parts, named in the space YAML.
+
+A strategy is a searcher (which points: `grid`, `random`, `optuna-tpe`; optionally never the same point
+twice), a scheduler (when to stop a trial: `none`, `asha`, or `race`) and a repeat policy (how many
+training seeds a point gets, and when). The YAML names a preset with `strategy:` and may override its
+knobs with the top-level fields that always existed (`algorithm`, `num_samples`, `seed`, `repeats`,
+`scheduler`, `asha`) and a `race` section:
+
+    strategy: noise-aware     # fixed (the default) | noise-aware
+    repeats: 10               # fixed: seeds every point trains; race: the most seeds a point may get
+    asha: {grace_period: 3, reduction_factor: 3, metric: val_roc_auc}
+    race: {first_seeds: 2, alpha: 0.1, test: wilcoxon}
+
+`fixed` is what every space meant before strategies existed: each trial trains all `repeats` seeds in
+lockstep, the scheduler (if any) ranks rungs on the objective. `noise-aware` ranks epoch rungs of a
+trial's first seeds on a metric that does not tie at zero (best-so-far validation ROC-AUC), then races:
+survivors get one seed at a time and a point stops as soon as a one-sided paired test over the seeds it
+shares with the incumbent shows it worse; a categorical point is never run twice. A preset adapts to
+small spaces (its first block is at most `repeats` seeds; its rungs are off when a trial has no more
+epochs than the grace period); values a space sets itself are checked as written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vdes_tune.errors import BadInputError
+
+ALGORITHMS = ("grid", "random", "optuna-tpe")
+SCHEDULERS = ("none", "asha", "race")
+TESTS = ("wilcoxon", "t")
+RUNG_METRICS = ("val_f1", "val_roc_auc", "val_loss", "val_accuracy", "val_macro_f1")
+# The knobs of each preset; a space's own top-level fields override them.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fixed": {"scheduler": "none", "unique": False},
+    "noise-aware": {"scheduler": "race", "unique": True, "asha": {"grace_period": 3, "reduction_factor": 3,
+                                                                  "metric": "val_roc_auc"},
+                    "race": {"first_seeds": 2, "alpha": 0.1, "test": "wilcoxon"}},
+}
+TOP_LEVEL = ("strategy", "algorithm", "num_samples", "seed", "repeats", "scheduler", "asha", "race", "unique")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Searcher, scheduler and repeat policy of one search."""
+
+    name: str = "fixed"
+    algorithm: str = "grid"
+    num_samples: int = 0
+    seed: int = 0
+    unique: bool = False  # never run a point already run (the searcher is told its known result instead)
+    repeats: int = 1  # seeds per point: all of them (fixed), or the most a point may get (race)
+    scheduler: str = "none"
+    grace_period: int = 1  # epoch rungs (asha, and the first seeds of race)
+    reduction_factor: int = 3
+    rung_metric: str = ""  # ranked at the rungs, best so far; empty: the objective
+    first_seeds: int = 1  # race: seeds every point starts with (trained in lockstep)
+    alpha: float = 0.1  # race: one-sided p below which a point is worse than the incumbent
+    test: str = "wilcoxon"  # race: paired test over shared seeds
+
+    @property
+    def races(self) -> bool:
+        """Seeds are a fidelity: added one at a time to points the race has not dropped."""
+        return self.scheduler == "race"
+
+    @property
+    def seeds_at_start(self) -> int:
+        """Seeds a trial trains in lockstep from its first epoch."""
+        return self.first_seeds if self.races else self.repeats
+
+    def rung_key(self, objective: str) -> str:
+        """The result key the epoch rungs rank: the best-so-far mean of the rung metric."""
+        return f"best_{self.rung_metric or objective}"
+
+    def rung_mode(self, objective: str, mode: str) -> str:
+        """max or min for the rung metric."""
+        metric = self.rung_metric or objective
+        return mode if metric == objective else ("min" if metric == "val_loss" else "max")
+
+    def describe(self) -> str:
+        """One line for logs and reports."""
+        parts = [f"{self.name}: {self.algorithm}" + (f" x {self.num_samples}" if self.algorithm != "grid" else ""),
+                 "unique points" if self.unique else ""]
+        if self.scheduler == "asha":
+            parts.append(f"ASHA grace {self.grace_period} rf {self.reduction_factor} on {self.rung_metric or 'the objective'}")
+        if self.races:
+            parts.append(f"epoch rungs grace {self.grace_period} rf {self.reduction_factor} on best "
+                         f"{self.rung_metric or 'objective'} over the first {self.first_seeds} seed(s); race to "
+                         f"{self.repeats} seeds, {self.test} one-sided p < {self.alpha:g}")
+        else:
+            parts.append(f"{self.repeats} seed(s) per point")
+        return "; ".join(p for p in parts if p)
+
+
+def _fail(where: str, name: str, what: str) -> BadInputError:
+    return BadInputError(f"{where}: field '{name}': {what}")
+
+
+def _int(data: dict[str, Any], key: str, default: int, low: int, where: str) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise _fail(where, key, f"expected an integer >= {low}, got {value!r}")
+    return value
+
+
+def _section(data: dict[str, Any], key: str, allowed: set[str], where: str) -> dict[str, Any]:
+    section = data.get(key) or {}
+    if not isinstance(section, dict) or set(section) - allowed:
+        raise _fail(where, key, f"expected a mapping with keys from {sorted(allowed)}, got {section!r}")
+    return section
+
+
+def merged_with_preset(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """The space's strategy fields over its preset's (sections merge key by key)."""
+    name = data.get("strategy", "fixed")
+    if name not in PRESETS:
+        raise _fail(where, "strategy", f"{name!r} is not one of {sorted(PRESETS)}")
+    preset = PRESETS[name]
+    out = {**preset, **{k: data[k] for k in TOP_LEVEL if k in data}, "strategy": name}
+    for section in ("asha", "race"):
+        if section in preset or section in data:
+            out[section] = {**preset.get(section, {}), **(data.get(section) or {})}
+    return out
+
+
+def parse_strategy(data: dict[str, Any], where: str, epochs: int) -> Strategy:
+    """Validate a space's strategy fields (its preset filled in); errors name the file and field."""
+    given = data
+    data = merged_with_preset(data, where)
+    if "algorithm" not in data:
+        raise _fail(where, "algorithm", f"is required (one of {list(ALGORITHMS)})")
+    algorithm, scheduler = data.get("algorithm"), data.get("scheduler", "none")
+    if algorithm not in ALGORITHMS:
+        raise _fail(where, "algorithm", f"{algorithm!r} is not one of {list(ALGORITHMS)}")
+    if scheduler not in SCHEDULERS:
+        raise _fail(where, "scheduler", f"{scheduler!r} is not one of {list(SCHEDULERS)}")
+    if algorithm == "grid" and "num_samples" in data:
+        raise _fail(where, "num_samples", "a grid enumerates every point; drop num_samples (or use random)")
+    if algorithm != "grid" and "num_samples" not in data:
+        raise _fail(where, "num_samples", f"is required for algorithm '{algorithm}'")
+    repeats, seed = _int(data, "repeats", 1, 1, where), _int(data, "seed", 0, 0, where)
+    samples = _int(data, "num_samples", 0, 1, where) if "num_samples" in data else 0
+    unique = data.get("unique", False)
+    if not isinstance(unique, bool):
+        raise _fail(where, "unique", f"expected true or false, got {unique!r}")
+    asha = _section(data, "asha", {"grace_period", "reduction_factor", "metric"}, where)
+    if given.get("asha") and scheduler == "none":
+        raise _fail(where, "asha", "set scheduler: asha (or race) to use these settings")
+    grace, reduction = asha.get("grace_period", 1), asha.get("reduction_factor", 3)
+    if not isinstance(grace, int) or grace < 1 or not isinstance(reduction, int) or reduction < 2:
+        raise _fail(where, "asha", f"grace_period must be >= 1 and reduction_factor >= 2, got {asha}")
+    if scheduler == "asha" and grace > epochs or "grace_period" in (given.get("asha") or {}) and grace > epochs:
+        raise _fail(where, "asha.grace_period", f"{grace} is more than the {epochs} epochs of a trial")
+    rung_metric = asha.get("metric", "")
+    if rung_metric and rung_metric not in RUNG_METRICS:
+        raise _fail(where, "asha.metric", f"{rung_metric!r} is not one of {list(RUNG_METRICS)}")
+    race = _section(data, "race", {"first_seeds", "alpha", "test"}, where)
+    if given.get("race") and scheduler != "race":
+        raise _fail(where, "race", "set scheduler: race (or strategy: noise-aware) to use these settings")
+    first = race.get("first_seeds", 1)
+    if "first_seeds" not in (given.get("race") or {}) and isinstance(first, int):
+        first = min(first, repeats)  # a preset's first block never asks for more seeds than the space allows
+    if isinstance(first, bool) or not isinstance(first, int) or not 1 <= first <= repeats:
+        raise _fail(where, "race.first_seeds", f"expected an integer from 1 to repeats ({repeats}), got {first!r}")
+    alpha, test = race.get("alpha", 0.1), race.get("test", "wilcoxon")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise _fail(where, "race.alpha", f"expected a number in (0, 1), got {alpha!r}")
+    if test not in TESTS:
+        raise _fail(where, "race.test", f"{test!r} is not one of {list(TESTS)}")
+    return Strategy(name=str(data["strategy"]), algorithm=algorithm, num_samples=samples, seed=seed, unique=unique,
+                    repeats=repeats, scheduler=scheduler, grace_period=grace, reduction_factor=reduction,
+                    rung_metric=rung_metric, first_seeds=first, alpha=float(alpha), test=test)
+
+
+
+def build_searcher(space: Any) -> Any:
+    """The strategy's searcher: Optuna (grid points enqueued exactly, random or TPE), optionally never
+    repeating a point."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from vdes_tune.search.unique import UniquePoints
+
+    strategy = space.strategy
+    if strategy.algorithm == "optuna-tpe":
+        sampler = optuna.samplers.TPESampler(seed=strategy.seed)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=strategy.seed)
+    # A grid is its points enqueued in order: each trial takes the next one, exactly once.
+    points = space.grid() if strategy.algorithm == "grid" else None
+    searcher = OptunaSearch(space.define_by_run(), metric=space.metric, mode=space.mode, sampler=sampler,
+                            points_to_evaluate=points)
+    if strategy.unique and strategy.algorithm != "grid":
+        return UniquePoints(searcher, space.grid() if space.finite else None)
+    return searcher
+
+
+def build_scheduler(space: Any, log_path: str = "") -> Any:
+    """The strategy's scheduler: none, Ray's ASHA on the rung key, or the seed race (with ASHA's rungs over
+    the first seeds); metric and mode are given to it, not to TuneConfig, so it may rank another metric
+    than the searcher."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from vdes_tune.search.race_scheduler import RaceScheduler
+
+    strategy = space.strategy
+    if strategy.scheduler == "none":
+        return None
+    key, mode = strategy.rung_key(space.metric), strategy.rung_mode(space.metric, space.mode)
+    if strategy.scheduler == "asha":
+        # An unset rung metric ranks the objective itself, which is what `val_f1` has always been.
+        return ASHAScheduler(time_attr="epoch", metric=key if strategy.rung_metric else space.metric, mode=mode,
+                             max_t=space.epochs, grace_period=strategy.grace_period,
+                             reduction_factor=strategy.reduction_factor)
+    rungs = None
+    if strategy.grace_period < space.epochs:
+        rungs = ASHAScheduler(time_attr="epoch", metric=key, mode=mode, max_t=space.epochs,
+                              grace_period=strategy.grace_period, reduction_factor=strategy.reduction_factor,
+                              stop_last_trials=False)
+    return RaceScheduler(space.metric, space.mode, rungs, strategy.first_seeds, strategy.repeats, strategy.alpha,
+                         strategy.test, log_path)
