@@ -192,17 +192,17 @@ def strategies(table: Any) -> list[Any]:
     ]
 
 
-def _replay_jobs(table_path: str, jobs: list[tuple[str, int]], truth: dict[int, float], concurrency: int) -> list[dict]:
-    """Run some replays one after another (a Ray task: several run side by side on one Ray instance)."""
+def _replay_jobs(table_path: str, jobs: list[tuple[str, list[int]]], truth: dict[int, float]) -> list[dict]:
+    """Run some batches of replays one after another (a Ray task: several run side by side on one Ray)."""
     import optuna
 
     from vdes_tune.search.curves import read_table
-    from vdes_tune.search.replay import replay_once
+    from vdes_tune.search.replay import replay_batch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     table = read_table(table_path)
     by_name = {s.name: s for s in strategies(table)}
-    return [replay_once(table, by_name[name], r, truth, concurrency) for name, r in jobs]
+    return [row for name, batch in jobs for row in replay_batch(table, by_name[name], batch, truth)]
 
 
 def replay(args: argparse.Namespace) -> None:
@@ -219,7 +219,8 @@ def replay(args: argparse.Namespace) -> None:
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         sys.exit(f"--strategies: unknown {unknown}; known: {names}")
-    jobs = [(name, r) for r in range(args.replays) for name in chosen]
+    batches = [list(range(i, min(i + args.batch, args.replays))) for i in range(0, args.replays, args.batch)]
+    jobs = [(name, b) for b in batches for name in chosen]
     # Environment of the drivers and trials: Tune's per-result files and state snapshots are not needed here.
     env = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_GLOBAL_CHECKPOINT_S": "100000", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
            "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
@@ -229,17 +230,17 @@ def replay(args: argparse.Namespace) -> None:
     with ray_session(num_cpus=max(2, args.parallel), log_dir=Path(args.log_dir), name="replay"):
         task = ray.remote(num_cpus=0, runtime_env={"env_vars": env})(_replay_jobs)
         chunks = [jobs[i::args.parallel] for i in range(args.parallel)]
-        pending = [task.remote(str(Path(args.table).resolve()), c, true, args.concurrency) for c in chunks if c]
+        pending = [task.remote(str(Path(args.table).resolve()), c, true) for c in chunks if c]
         for out in ray.get(pending):
             rows += out
     wall = time.perf_counter() - start
     summary = summarise(table, rows, wall)
-    print_summary(table, summary, args)
+    print_summary(table, summary, args, wall)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"table": str(args.table), "replays": args.replays, "concurrency": args.concurrency,
-                               "parallel": args.parallel, "wall_s": wall, "summary": summary, "runs": rows},
-                              indent=1, default=float) + "\n")
+    out.write_text(json.dumps({"table": str(args.table), "replays": args.replays, "batch": args.batch,
+                               "parallel": args.parallel, "wall_s": wall, "commit": _commit(), "summary": summary,
+                               "runs": rows}, indent=1, default=float) + "\n")
     if args.figure:
         figure(summary, Path(args.figure))
     print(f"wrote {out}" + (f" and {args.figure}" if args.figure else ""))
@@ -267,13 +268,14 @@ def summarise(table: Any, rows: list[dict], wall: float) -> list[dict]:
     return out
 
 
-def print_summary(table: Any, summary: list[dict], args: argparse.Namespace) -> None:
+def print_summary(table: Any, summary: list[dict], args: argparse.Namespace, wall: float) -> None:
     """The comparison as a Markdown table."""
     from vdes_tune.search.replay import paper_cost
 
-    print(f"{args.replays} replays per strategy of {args.table}: {len(table.points)} points, search seeds "
-          f"{len(table.search_seeds)}, {table.epochs} epochs; paper protocol = {paper_cost(table)} seed-epochs; "
-          f"trials {args.concurrency} at a time")
+    print(f"{args.replays} replays per strategy of {args.table}: {len(table.points)} points, "
+          f"{len(table.search_seeds)} search seeds, {table.epochs} epochs; paper protocol = {paper_cost(table)} "
+          f"seed-epochs; trials one at a time; wall {wall / 60:.1f} min ({args.parallel} drivers, batches of "
+          f"{args.batch} replays per Tuner run)")
     print("| strategy | P(within 0.02 of true best) [95% CI] | mean regret | cost (of paper) | seed-epochs | "
           "s per replay |")
     print("|---|---|---|---|---|---|")
@@ -327,8 +329,8 @@ def main() -> None:
     rep.add_argument("--table", default=str(DEFAULT_TABLE))
     rep.add_argument("--replays", type=int, default=100)
     rep.add_argument("--strategies", default="", help="comma-separated names (default: all)")
-    rep.add_argument("--concurrency", type=int, default=2, help="trials at once within a replay")
-    rep.add_argument("--parallel", type=int, default=4, help="replays at once (Tune drivers on one Ray)")
+    rep.add_argument("--batch", type=int, default=25, help="replays of a strategy per Tuner run")
+    rep.add_argument("--parallel", type=int, default=2, help="Tuner runs at once (drivers on one Ray instance)")
     rep.add_argument("--out", default=str(DATA / "replays-table2.json"))
     rep.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "search-replays.png"))
     rep.add_argument("--log-dir", default=str(ROOT / "bench-work" / "logs"))

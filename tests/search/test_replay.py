@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,7 @@ def _run(table_path, strategy, replay=0, storage=None):
     from vdes_tune.search.replay import replay_once
 
     table = read_table(table_path)
-    return table, replay_once(table, strategy, replay, truth(table)["true_mean"].to_dict(), concurrency=1,
+    return table, replay_once(table, strategy, replay, truth(table)["true_mean"].to_dict(),
                               storage=str(storage) if storage else None)
 
 
@@ -138,14 +139,15 @@ def test_tpe_with_asha_runs_through_tune_and_stops_trials_at_rungs(ray_local, ta
 @pytest.mark.ray
 def test_noise_aware_races_seeds_drops_by_the_paired_test_and_never_repeats_a_point(ray_local, table_path, tmp_path):
     from vdes_tune.search.export import leaderboard, load_experiment
-    from vdes_tune.search.race import paired_p
-    from vdes_tune.search.replay import ReplayStrategy
+    from vdes_tune.search.race import paired_p, read_race_log
+    from vdes_tune.search.replay import ReplayStrategy, race_log_name
 
     strategy = ReplayStrategy("race", {"strategy": "noise-aware", "algorithm": "optuna-tpe", "num_samples": 10,
                                        "repeats": 6, "asha": {"grace_period": 1, "reduction_factor": 2},
                                        "race": {"first_seeds": 2, "alpha": 0.1}})
     table, out = _run(table_path, strategy, storage=tmp_path)
     exp = load_experiment(str(tmp_path / "race-0"))
+    exp = replace(exp, race=read_race_log(exp.path, race_log_name(0)))
     board = leaderboard(exp)
     assert len(board) == len(LRS) and not board["train.lr"].duplicated().any()  # 10 samples, 4 points, no repeats
     log = exp.race
@@ -160,3 +162,18 @@ def test_noise_aware_races_seeds_drops_by_the_paired_test_and_never_repeats_a_po
     assert out["point"] == 0 and out["seed_epochs"] < len(LRS) * 6 * EPOCHS
     best = json.loads(top["seed_scores"])
     assert len(best) == 6
+
+
+@pytest.mark.ray
+def test_replays_batched_in_one_tuner_run_are_the_replays_run_alone(ray_local, table_path):
+    from vdes_tune.search.replay import ReplayStrategy, replay_batch, replay_once
+
+    table = read_table(table_path)
+    true = truth(table)["true_mean"].to_dict()
+    strategy = ReplayStrategy("tpe-race", {"strategy": "noise-aware", "algorithm": "optuna-tpe", "num_samples": 3,
+                                           "repeats": 5, "asha": {"grace_period": 1, "reduction_factor": 2}})
+    together = replay_batch(table, strategy, [0, 1, 2], true)
+    alone = [replay_once(table, strategy, r, true) for r in (0, 1, 2)]
+    keys = ("replay", "seeds_drawn", "point", "seed_epochs", "trials", "estimate")
+    assert [{k: r[k] for k in keys} for r in together] == [{k: r[k] for k in keys} for r in alone]
+    assert len({tuple(r["seeds_drawn"]) for r in together}) == 3  # each replay draws its own seeds

@@ -71,9 +71,9 @@ def seed_scores(result: dict[str, Any]) -> dict[str, float]:
     return {k[len(prefix):]: float(v) for k, v in result.items() if k.startswith(prefix)}
 
 
-def read_race_log(path: str) -> dict[str, Any] | None:
+def read_race_log(path: str, name: str = RACE_LOG) -> dict[str, Any] | None:
     """The race log of an experiment folder (local or URI), or None when it did not race."""
     from vdes_tune.search.storage import read_text
 
-    found = read_text(f"{path.rstrip('/')}/{RACE_LOG}")
+    found = read_text(f"{path.rstrip('/')}/{name}")
     return json.loads(found) if found else None

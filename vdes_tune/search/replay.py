@@ -1,9 +1,16 @@
-"""Replaying a search against recorded curves: the live search's Tuner, searcher, scheduler and export, with
+"""Replaying a search against recorded curves: the live search's Tuner, searchers, schedulers and export, with
 a trial that reads the curve of (point, drawn seed) instead of training (`trainable.ReplaySource`).
 
-A replay draws which recorded search seeds a trial's seeds are (one draw for all points of the replay,
-as a live search gives every point the same seeds), runs the strategy to its end, exports the choice the
-way `vdes-tune export` does, and scores it against the table's truth (held-out seeds no replay reads).
+A replay draws which recorded search seeds a trial's seeds are (one draw for all points of the replay, as a
+live search gives every point the same seeds), runs the strategy to its end with trials one at a time,
+exports the choice the way `vdes-tune export` does, and scores it against the table's truth (held-out seeds
+no replay reads).
+
+Replays run in batches: one Tuner run holds many independent replays of a strategy, each with its own
+searcher and scheduler, built exactly as a live search builds them; `Multiplexed` and `MultiplexedScheduler`
+only route each trial to its replay's own (by the `_replay` key of its config). A Tuner run starts a trial
+actor, and Ray Tune's import makes that about 2 s of CPU, more than a whole replay costs otherwise: one run
+per replay would not fit the benchmark's 15 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
 
 from vdes_tune.search.curves import CurveTable
 from vdes_tune.search.space import SearchSpace, parse_space
 
 TOLERANCE = 0.02
+REPLAY_KEY = "_replay"
 
 
 @dataclass(frozen=True)
@@ -50,45 +60,158 @@ def draw_seeds(table: CurveTable, count: int, draw: str, rng: np.random.Generato
     return tuple(int(s) for s in picked)
 
 
-def replay_once(table: CurveTable, strategy: ReplayStrategy, replay: int, truth: dict[int, float],
-                concurrency: int = 2, storage: str | None = None) -> dict[str, Any]:
-    """One replay of `strategy` (draw number `replay`): the exported point, its true value, regret and cost."""
-    from vdes_tune.search.export import best_per_architecture, leaderboard, load_experiment
+class Multiplexed(Searcher):
+    """Several independent searchers in one Tuner run: replay i's searcher suggests and hears only its own
+    trials (tagged `_replay: i`), and stops after its own number of samples."""
+
+    def __init__(self, searchers: list[Searcher], sizes: list[int], metric: str, mode: str) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.searchers, self.sizes = searchers, sizes
+        self.given = [0] * len(searchers)
+        self.done: set[int] = set()
+        self.owner: dict[str, int] = {}
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        """Each inner searcher was built with its metric and mode."""
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """The next point of the first replay that has one."""
+        for i, searcher in enumerate(self.searchers):
+            if i in self.done:
+                continue
+            if self.given[i] >= self.sizes[i]:
+                self.done.add(i)
+                continue
+            config = searcher.suggest(trial_id)
+            if config == Searcher.FINISHED:
+                self.done.add(i)
+                continue
+            if config is None:
+                continue
+            self.given[i] += 1
+            self.owner[trial_id] = i
+            return {**config, REPLAY_KEY: i}
+        return Searcher.FINISHED if len(self.done) == len(self.searchers) else None
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Forward to the trial's replay."""
+        self.searchers[self.owner[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        """Forward to the trial's replay."""
+        self.searchers[self.owner[trial_id]].on_trial_complete(trial_id, result=result, error=error)
+
+
+class MultiplexedScheduler(FIFOScheduler):
+    """Several independent schedulers in one Tuner run, each deciding only its replay's trials."""
+
+    def __init__(self, schedulers: list[Any], metric: str) -> None:
+        super().__init__()
+        self.schedulers, self._metric = schedulers, metric
+
+    def _of(self, trial: Any) -> Any:
+        return self.schedulers[int(trial.config.get(REPLAY_KEY, 0))]
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """Each inner scheduler was built with its metric and mode."""
+        return True
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        """Forward."""
+        if (inner := self._of(trial)) is not None:
+            inner.on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        """Forward; a replay without a scheduler continues."""
+        inner = self._of(trial)
+        return TrialScheduler.CONTINUE if inner is None else inner.on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
+        """Forward."""
+        if (inner := self._of(trial)) is not None:
+            inner.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        """Forward."""
+        if (inner := self._of(trial)) is not None:
+            inner.on_trial_error(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        """Forward."""
+        if (inner := self._of(trial)) is not None:
+            inner.on_trial_remove(tune_controller, trial)
+
+
+def race_log_name(replay: int) -> str:
+    """The race log of replay `replay` in a batch's experiment folder."""
+    return f"race-{replay}.json"
+
+
+def replay_batch(table: CurveTable, strategy: ReplayStrategy, replays: list[int], truth: dict[int, float],
+                 storage: str | None = None) -> list[dict[str, Any]]:
+    """Replays `replays` of `strategy` in one Tuner run; one result per replay (the exported point, its true
+    value, regret, cost in seed-epochs)."""
+    from vdes_tune.search.export import Experiment, load_experiment
+    from vdes_tune.search.race import read_race_log
     from vdes_tune.search.runner import build_tuner
     from vdes_tune.search.storage import SIDECAR, write_text
+    from vdes_tune.search.strategy import build_scheduler, build_searcher
     from vdes_tune.search.trainable import ReplaySource, TrialContext
 
-    space = strategy.space(table, replay)
-    rng = np.random.default_rng([replay, _stable_hash(strategy.name)])
-    seed_map = draw_seeds(table, space.strategy.repeats, strategy.draw, rng)
-    ctx = TrialContext(space, "", 0, 0.0, False, 1.0 / max(concurrency, 1), None,
-                       ReplaySource(table.path, seed_map))
+    spaces = [strategy.space(table, r) for r in replays]
+    maps = [draw_seeds(table, sp.strategy.repeats, strategy.draw, np.random.default_rng([r, _stable_hash(strategy.name)]))
+            for r, sp in zip(replays, spaces)]
+    first = spaces[0]
+    source = ReplaySource(table.path, tuple(maps), first.strategy.rung_epochs(first.epochs))
+    ctx = TrialContext(first, "", 0, 0.0, False, 1.0, None, source)
     folder = Path(storage or tempfile.mkdtemp(prefix="vdes-replay-"))
-    name = f"{strategy.name}-{replay}"
+    name = f"{strategy.name}-{replays[0]}" + (f"-{replays[-1]}" if len(replays) > 1 else "")
     path = f"{folder}/{name}"
-    write_text(f"{path}/{SIDECAR}", json.dumps({"experiment": name, "space": space.source,
-                                                "space_path": space.path}))
+    write_text(f"{path}/{SIDECAR}", json.dumps({"experiment": name, "space": first.source, "space_path": first.path}))
+    searcher = Multiplexed([build_searcher(sp) for sp in spaces], [sp.size for sp in spaces], first.metric, first.mode)
+    scheduler = MultiplexedScheduler([build_scheduler(sp, f"{path}/{race_log_name(i)}") for i, sp in enumerate(spaces)],
+                                     first.metric)
     start = time.perf_counter()
     try:
-        build_tuner(space, ctx, str(folder), name, concurrency, 0, callbacks=[]).fit()
-        exp = load_experiment(path)
-        board = leaderboard(exp)
-        chosen = best_per_architecture(exp, board)
+        build_tuner(first, ctx, str(folder), name, 1, 0, [], search_alg=searcher, scheduler=scheduler,
+                    num_samples=sum(sp.size for sp in spaces)).fit()
+        whole = load_experiment(path)
+        seconds = (time.perf_counter() - start) / len(replays)
+        out = []
+        for i, (r, sp) in enumerate(zip(replays, spaces)):
+            trials = [t for t in whole.trials if int(t.config.get(REPLAY_KEY, 0)) == i]
+            race = read_race_log(path, race_log_name(i))
+            exp = Experiment(path, whole.sidecar, sp, trials, race)
+            out.append(_score(table, strategy, r, maps[i], exp, truth, seconds))
+        return out
     finally:
         if storage is None:
             shutil.rmtree(folder, ignore_errors=True)
-    seconds = time.perf_counter() - start
-    entry = next(iter(chosen.values()), None)
+
+
+def _score(table: CurveTable, strategy: ReplayStrategy, replay: int, seeds: tuple[int, ...], exp: Any,
+           truth: dict[int, float], seconds: float) -> dict[str, Any]:
+    from vdes_tune.search.export import best_per_architecture, leaderboard
+
+    board = leaderboard(exp)
+    entry = next(iter(best_per_architecture(exp, board).values()), None)
     point = table.point_of(entry["searched"]) if entry else None
     best = max(truth.values())
     value = truth[point] if point is not None else float("nan")
-    return {"strategy": strategy.name, "replay": replay, "seeds_drawn": list(seed_map), "point": point,
+    return {"strategy": strategy.name, "replay": replay, "seeds_drawn": list(seeds), "point": point,
             "true_value": value, "regret": best - value if point is not None else float("nan"),
             "within": bool(point is not None and best - value <= TOLERANCE + 1e-12),
             "seed_epochs": int(board["seed_epochs"].sum()) if len(board) else 0, "trials": len(board),
-            "seconds": seconds, "estimate": entry["objective"][space.metric] if entry else float("nan"),
+            "seconds": seconds, "estimate": entry["objective"][exp.space.metric] if entry else float("nan"),
             "seeds_of_choice": entry["objective"]["repeats"] if entry else 0,
             "versus_runner_up": (entry or {}).get("versus_runner_up", {}).get("verdict", "")}
+
+
+def replay_once(table: CurveTable, strategy: ReplayStrategy, replay: int, truth: dict[int, float],
+                storage: str | None = None) -> dict[str, Any]:
+    """One replay of `strategy` (draw number `replay`)."""
+    return replay_batch(table, strategy, [replay], truth, storage)[0]
 
 
 def _stable_hash(text: str) -> int:

@@ -133,15 +133,17 @@ def trainable(ctx: TrialContext) -> Any:
 
 
 def build_tuner(space: SearchSpace, ctx: TrialContext, storage: str, name: str, max_concurrent: int | None,
-                max_failures: int, callbacks: list[Any], verbose: int = 0) -> Any:
+                max_failures: int, callbacks: list[Any], verbose: int = 0, search_alg: Any = None,
+                scheduler: Any = None, num_samples: int | None = None) -> Any:
     """The Tuner of a search: the strategy's searcher and scheduler over the trial function (a live search
-    and a replay build the same one)."""
+    and a replay build the same one; a batch of replays passes its own multiplexed searcher and scheduler)."""
     path = experiment_path(storage, name)
     return tune.Tuner(
         trainable(ctx),
         tune_config=tune.TuneConfig(
-            search_alg=build_searcher(space), scheduler=build_scheduler(space, f"{path}/{RACE_LOG}"),
-            num_samples=space.size, max_concurrent_trials=max_concurrent,
+            search_alg=search_alg or build_searcher(space),
+            scheduler=scheduler or build_scheduler(space, f"{path}/{RACE_LOG}"),
+            num_samples=num_samples or space.size, max_concurrent_trials=max_concurrent,
             trial_dirname_creator=_trial_dirname, reuse_actors=True),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, callbacks=callbacks,

@@ -22,6 +22,7 @@ epochs than the grace period); values a space sets itself are checked as written
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,13 @@ class Strategy:
     def seeds_at_start(self) -> int:
         """Seeds a trial trains in lockstep from its first epoch."""
         return self.first_seeds if self.races else self.repeats
+
+    def rung_epochs(self, epochs: int) -> tuple[int, ...]:
+        """The epochs at which ASHA's rungs decide (Ray's bracket 0: grace x rf^k up to the last epoch)."""
+        if self.scheduler == "none" or self.grace_period >= epochs:
+            return ()
+        rungs = int(math.log(epochs / self.grace_period) / math.log(self.reduction_factor) + 1)
+        return tuple(self.grace_period * self.reduction_factor ** k for k in range(rungs))
 
     def rung_key(self, objective: str) -> str:
         """The result key the epoch rungs rank: the best-so-far mean of the rung metric."""

@@ -37,11 +37,15 @@ LOWER_IS_BETTER = ("loss",)
 
 @dataclass(frozen=True)
 class ReplaySource:
-    """Where a replay trial reads its curves: a recorded table, and which recorded seed each of a point's
-    seeds is in this replay (the replay's draw)."""
+    """Where a replay trial reads its curves: a recorded table, which recorded seed each of a point's seeds is
+    in each replay of a batch (the replays' draws, by the trial's `_replay` index), and the epochs of the first
+    block at which a decision can be taken (the rungs). A replayed trial reports there and at the end of each
+    seed block, not every epoch: a live trial reports every epoch to checkpoint it, and the scheduler acts on
+    the same values either way."""
 
     table: str
-    seed_map: tuple[int, ...]
+    seed_maps: tuple[tuple[int, ...], ...]
+    report_epochs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,15 +172,15 @@ class _ReplayTask:
 _TABLES: dict[str, Any] = {}
 
 
-def _replay_fitter(source: ReplaySource, cfg: TrainConfig, point: dict[str, Any], seed_index: int) -> Any:
-    """A Fitter over the recorded curve of (point, the recorded seed drawn for this seed index)."""
+def _replay_fitter(source: ReplaySource, cfg: TrainConfig, point: dict[str, Any], recorded_seed: int) -> Any:
+    """A Fitter over the recorded curve of (point, recorded seed)."""
     from vdes_tune.search.curves import read_table
     from vdes_tune.training.engine import Fitter
 
     if source.table not in _TABLES:
         _TABLES[source.table] = read_table(source.table)
     table = _TABLES[source.table]
-    curve = table.curve(table.point_of(point), source.seed_map[seed_index])
+    curve = table.curve(table.point_of(point), recorded_seed)
     rows = [{"f1": r.val_f1, "roc_auc": r.val_roc_auc, "loss": r.val_loss, "accuracy": r.val_accuracy,
              "macro_f1": r.val_macro_f1} for r in curve.itertuples()]
     return Fitter(_ReplayTask(rows), [], [None], None, min(cfg.epochs, len(rows)), keep_best_state=False)
@@ -273,7 +277,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         start_block, device = _live_blocks(ctx, cfg, placement, blocks)
     else:  # a replay trains nothing, so it has no memory to plan
         cfg = space.train_config(point)
-        start_block, device = _replay_blocks(ctx, cfg, point, blocks), None
+        start_block, device = _replay_blocks(ctx, cfg, point, blocks, int(config.get("_replay", 0))), None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
@@ -291,11 +295,13 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             if not blocks.active:
                 start_block(blocks.next_block())
             last = step()
-            if all(f.done for f in blocks.active):
+            closed = all(f.done for f in blocks.active)
+            if closed:
                 blocks.close_block()
             metrics = {**blocks.report(space.metric, last), "feasible": 1, **info, "report_time": time.time()}
             if not live:  # a replay has nothing worth a checkpoint: its curves are on disk
-                tune.report(metrics)
+                if closed or metrics["block"] == 0 and metrics["epoch"] in ctx.replay.report_epochs:
+                    tune.report(metrics)
                 continue
             with tempfile.TemporaryDirectory() as folder:
                 _save(Path(folder), blocks, point, with_weights=True)
@@ -341,14 +347,15 @@ def _live_blocks(ctx: TrialContext, cfg: TrainConfig, placement: Placement,
     return start, device
 
 
-def _replay_blocks(ctx: TrialContext, cfg: TrainConfig, point: dict[str, Any],
-                   blocks: SeedBlocks) -> Callable[[list[int]], None]:
-    """A function that starts a block of replayed runs (curves of the drawn recorded seeds)."""
+def _replay_blocks(ctx: TrialContext, cfg: TrainConfig, point: dict[str, Any], blocks: SeedBlocks,
+                   replay: int) -> Callable[[list[int]], None]:
+    """A function that starts a block of replayed runs (curves of the recorded seeds drawn for this replay)."""
     assert ctx.replay is not None
+    seed_map = ctx.replay.seed_maps[replay]
 
     def start(seeds: list[int]) -> None:
         base = blocks.seeds[0]
-        blocks.active = [_replay_fitter(ctx.replay, cfg, point, s - base) for s in seeds]
+        blocks.active = [_replay_fitter(ctx.replay, cfg, point, seed_map[s - base]) for s in seeds]
         blocks.active_seeds = list(seeds)
     return start
 
