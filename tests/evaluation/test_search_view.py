@@ -54,7 +54,16 @@ def test_importance_finds_the_parameter_that_drives_the_objective() -> None:
                                                "search_importance.png"}
 
 
-def test_importance_explains_why_it_is_missing() -> None:
-    rows = [("t_00000", "TERMINATED", {"train.lr": 1e-3, "train.dropout": 0.1}, {"val_f1": 0.7, "epoch": 4})]
-    table, why = search_view.importances(search_view.rebuild_study(experiment(rows)))
-    assert table.empty and "1 complete trial" in why
+def test_a_two_trial_search_draws_no_meaningless_figures_and_says_why() -> None:
+    rows = [("t_00000", "TERMINATED", {"train.lr": 1e-3, "train.dropout": 0.1}, {"val_f1": 0.7, "epoch": 4}),
+            ("t_00001", "TERMINATED", {"train.lr": 1e-4, "train.dropout": 0.3}, {"val_f1": 0.6, "epoch": 4})]
+    study = search_view.rebuild_study(experiment(rows))
+    table, why = search_view.importances(study)
+    assert table.empty and "2 complete trial(s) for 2 parameters" in why and "need 8" in why
+    notes = search_view.figure_notes(study)
+    assert set(notes) == {"search_parallel.png", "search_importance.png"}
+    assert set(search_view.figures(study)) == {"search_history.png"}
+    one = [(f"t_{i:05d}", "TERMINATED", {"train.lr": 10 ** -(2 + i / 4), "train.dropout": 0.1},
+            {"val_f1": 0.5 + i / 100, "epoch": 4}) for i in range(12)]
+    assert "single parameter is 1 by definition" in search_view.importances(
+        search_view.rebuild_study(experiment(one)))[1]

@@ -177,3 +177,26 @@ def test_replays_batched_in_one_tuner_run_are_the_replays_run_alone(ray_local, t
     keys = ("replay", "seeds_drawn", "point", "seed_epochs", "trials", "estimate")
     assert [{k: r[k] for k in keys} for r in together] == [{k: r[k] for k in keys} for r in alone]
     assert len({tuple(r["seeds_drawn"]) for r in together}) == 3  # each replay draws its own seeds
+
+
+@pytest.mark.ray
+def test_the_search_report_says_how_sure_the_choice_is_and_what_the_race_dropped(ray_local, table_path, tmp_path):
+    from vdes_tune.evaluation import search_view
+    from vdes_tune.search.export import load_experiment
+    from vdes_tune.search.race import read_race_log
+    from vdes_tune.search.replay import ReplayStrategy, race_log_name
+
+    strategy = ReplayStrategy("race", {"strategy": "noise-aware", "repeats": 6,
+                                       "asha": {"grace_period": 1, "reduction_factor": 2}})
+    _run(table_path, strategy, storage=tmp_path)
+    exp = load_experiment(str(tmp_path / "race-0"))
+    found = search_view.summary(replace(exp, race=read_race_log(exp.path, race_log_name(0))))
+    (line,) = found["choice"]
+    assert line.startswith("#1: lr 0.001: val_f1 ") and "over 6 seed(s)" in line and "runner-up (lr " in line
+    seeds = found["seeds"]
+    assert {"seeds", "race", "race_why", "seed_epochs"} <= set(seeds.columns)
+    assert seeds.iloc[0]["race"] == "finished" and seeds.iloc[0]["seeds"] == 6
+    ruled_out = seeds[seeds["race"].isin(["dropped", "stopped at rung"])]
+    assert len(ruled_out) >= 1 and ruled_out["race_why"].str.contains("cutoff|worse than the incumbent").all()
+    assert found["cost_seed_epochs"] == seeds["seed_epochs"].sum() < len(LRS) * 6 * EPOCHS
+    assert "importance" in found["figure_notes"].get("search_importance.png", "")  # 4 points of 1 parameter

@@ -67,7 +67,7 @@ def table2_display(t2: pd.DataFrame) -> pd.DataFrame:
     keep = ["experiment", "rank", "trial_id", "status", "feasible", "arch"]
     keep += [c for c in t2.columns if c.startswith("train.")]
     metric = next((c for c in t2.columns if c.endswith("_std")), "")
-    keep += [metric.removesuffix("_std"), metric, "test_f1", "epochs", "memory_estimate_gb"] if metric else []
+    keep += [metric.removesuffix("_std"), metric, "seeds", "epochs", "race", "memory_estimate_gb"] if metric else []
     return t2[[c for c in dict.fromkeys(keep) if c in t2.columns]]
 
 

@@ -1,6 +1,8 @@
 """A search, visualised from its Tune results: an Optuna study rebuilt from the trials (no search is re-run),
 its optimisation history, parallel coordinates and parameter importances (Optuna's own evaluators and plots),
-as figures for the evaluation report and as `vdes-tune report --search EXPERIMENT`."""
+how sure its choice is (seeds, spread, paired evidence against the runner-up), the seeds each point got and
+what a race decided, as figures and tables for the evaluation report and as `vdes-tune report --search`.
+A figure that too few trials would make meaningless is left out, with the reason."""
 
 from __future__ import annotations
 
@@ -15,11 +17,15 @@ import pandas as pd
 
 from vdes_tune import __version__
 from vdes_tune.errors import BadInputError
-from vdes_tune.search.export import Experiment, leaderboard, load_experiment
+from vdes_tune.search.export import Experiment, best_per_architecture, leaderboard, load_experiment
 from vdes_tune.search.space import Domain
 from vdes_tune.workspace import SCHEMA_VERSION, Workspace, atomic_dir, write_json
 
 IMPORTANCE_SEED = 0
+# Below these, Optuna still draws the figures, but they say nothing: fANOVA over a handful of points (or over a
+# single parameter, whose importance is 1 by definition), and parallel coordinates of two or three lines.
+MIN_TRIALS_PER_PARAMETER = 4
+MIN_TRIALS_PARALLEL = 4
 
 
 def _distribution(domain: Domain) -> Any:
@@ -71,14 +77,30 @@ def rebuild_study(exp: Experiment) -> Any:
     return study
 
 
+def _searched(study: Any) -> list[str]:
+    """The parameters that vary across the study's trials."""
+    values: dict[str, set] = {}
+    for t in study.trials:
+        for k, v in t.params.items():
+            values.setdefault(k, set()).add(v)
+    return [k for k, v in values.items() if len(v) > 1]
+
+
 def importances(study: Any) -> tuple[pd.DataFrame, str]:
     """fANOVA importance of each searched parameter (Optuna's evaluator, seeded), or an empty table and why."""
     import optuna
     from optuna.trial import TrialState
 
+    empty = pd.DataFrame(columns=["parameter", "importance"])
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(complete) < 2:
-        return pd.DataFrame(columns=["parameter", "importance"]), f"{len(complete)} complete trial(s): need 2"
+    params = _searched(study)
+    if len(params) < 2:
+        return empty, (f"{len(params)} parameter(s) varied: the importance of a single parameter is 1 by definition"
+                       if params else "no parameter varied")
+    need = MIN_TRIALS_PER_PARAMETER * len(params)
+    if len(complete) < need:
+        return empty, (f"{len(complete)} complete trial(s) for {len(params)} parameters: too few for a meaningful "
+                       f"importance (need {need})")
     if len({t.value for t in complete}) < 2:
         return pd.DataFrame(columns=["parameter", "importance"]), "every complete trial has the same value"
     try:
@@ -89,9 +111,25 @@ def importances(study: Any) -> tuple[pd.DataFrame, str]:
     return pd.DataFrame({"parameter": list(found), "importance": list(found.values())}), ""
 
 
+def figure_notes(study: Any) -> dict[str, str]:
+    """Why a figure is left out (by file name): too few trials or parameters for it to mean anything."""
+    from optuna.trial import TrialState
+
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    notes = {}
+    if complete < MIN_TRIALS_PARALLEL or len(_searched(study)) < 2:
+        notes["search_parallel.png"] = (f"no parallel-coordinates plot: {complete} complete trial(s) over "
+                                        f"{len(_searched(study))} varied parameter(s) (need {MIN_TRIALS_PARALLEL} "
+                                        f"trials and 2 parameters)")
+    why = importances(study)[1]
+    if why:
+        notes["search_importance.png"] = f"no importance plot: {why}"
+    return notes
+
+
 def figures(study: Any) -> dict[str, bytes]:
     """Optimisation history, parallel coordinates and parameter importances as PNGs (Optuna's matplotlib
-    plots); a plot Optuna cannot draw for this study is left out."""
+    plots); a plot that too few trials make meaningless, or that Optuna cannot draw, is left out."""
     import optuna
     import optuna.visualization.matplotlib as vm
 
@@ -103,7 +141,10 @@ def figures(study: Any) -> dict[str, bytes]:
              "search_parallel.png": lambda: vm.plot_parallel_coordinate(study),
              "search_importance.png": lambda: vm.plot_param_importances(
                  study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED))}
+    skipped = figure_notes(study)
     for name, draw in plots.items():
+        if name in skipped:
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna marks its matplotlib backend experimental
             try:
@@ -124,10 +165,56 @@ def summary(exp: Experiment) -> dict[str, Any]:
     study = rebuild_study(exp)
     table, why = importances(study)
     states = pd.Series([t.state.name for t in study.trials]).value_counts().to_dict()
+    board = leaderboard(exp)
     return {"experiment": exp.sidecar.get("experiment", exp.space.name), "path": exp.path, "metric": exp.space.metric,
             "mode": exp.space.mode, "trials": len(study.trials), "states": states,
             "complete": len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))),
-            "importance": table, "importance_note": why, "figures": figures(study), "leaderboard": leaderboard(exp)}
+            "importance": table, "importance_note": why, "figures": figures(study), "figure_notes": figure_notes(study),
+            "leaderboard": board, "strategy": exp.space.strategy.describe(),
+            "cost_seed_epochs": int(board["seed_epochs"].sum()) if len(board) else 0,
+            "choice": choices(exp, board), "seeds": seeds_table(exp, board)}
+
+
+def choices(exp: Experiment, board: pd.DataFrame) -> list[str]:
+    """One sentence per architecture: the chosen point, its objective with its spread and seeds, and how it
+    compares with the runner-up over their shared seeds."""
+    if board.empty:
+        return []
+    metric, out = exp.space.metric, []
+    for arch, entry in best_per_architecture(exp, board).items():
+        obj, versus = entry["objective"], entry["versus_runner_up"]
+        point = ", ".join(f"{k.split('.')[-1]} {_show(v)}" for k, v in entry["searched"].items())
+        line = (f"#{arch}: {point or 'the fixed configuration'}: {metric} {obj[metric]:.4f} (std "
+                f"{obj[metric + '_std']:.4f} over {obj['repeats']} seed(s), seeds {obj['seeds']})")
+        if versus.get("runner_up") and versus.get("shared_seeds"):
+            rival = ", ".join(f"{k.split('.')[-1]} {_show(v)}" for k, v in versus["runner_up"].items())
+            low, high = versus["diff_ci95"]
+            interval = f"95% CI {low:+.4f} to {high:+.4f}, " if low is not None else ""
+            line += (f"; against the runner-up ({rival}): {versus['mean_diff']:+.4f} over {versus['shared_seeds']} "
+                     f"shared seed(s) ({interval}one-sided Wilcoxon p = {versus['p_not_better']:.3g}): "
+                     f"{versus['verdict']}")
+        elif versus.get("runner_up"):
+            rival = ", ".join(f"{k.split('.')[-1]} {_show(v)}" for k, v in versus["runner_up"].items())
+            line += f"; runner-up ({rival}): {versus['verdict']}"
+        else:
+            line += f"; {versus['verdict']}"
+        out.append(line)
+    return out
+
+
+def _show(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def seeds_table(exp: Experiment, board: pd.DataFrame) -> pd.DataFrame:
+    """The seeds each point got, its objective over them, its cost, and what a race decided and why."""
+    if board.empty:
+        return board
+    metric = exp.space.metric
+    cols = ["rank", "trial_id", *[c for c in board.columns if c.startswith("train.") or c == "arch"], "seeds",
+            metric, f"{metric}_std", "seed_epochs", "race", "race_why"]
+    shown = board[[c for c in dict.fromkeys(cols) if c in board.columns]]
+    return shown if exp.race is not None else shown.drop(columns=["race", "race_why"], errors="ignore")
 
 
 def experiment_of_best_file(path: str | Path) -> str | None:
@@ -158,7 +245,8 @@ def build(work: str | Path, experiment: str, storage: str = "") -> dict[str, Any
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     head = (f"Search `{found['experiment']}` at {path}: {found['trials']} trials "
             f"({', '.join(f'{v} {k.lower()}' for k, v in sorted(found['states'].items()))}); objective "
-            f"{found['metric']} ({found['mode']}); generated {created}.")
+            f"{found['metric']} ({found['mode']}); strategy {found['strategy']}; cost "
+            f"{found['cost_seed_epochs']} seed-epochs; generated {created}.")
     note = (f"Parameter importance: fANOVA (Optuna, seed {IMPORTANCE_SEED}) over the {found['complete']} complete "
             f"trials." if not found["importance_note"] else f"No parameter importance: {found['importance_note']}.")
     with atomic_dir(final) as tmp:
@@ -168,8 +256,13 @@ def build(work: str | Path, experiment: str, storage: str = "") -> dict[str, Any
             (tmp / "figures" / name).write_bytes(data)
         found["importance"].to_csv(tmp / "tables" / "importance.csv", index=False)
         found["leaderboard"].to_csv(tmp / "tables" / "trials.csv", index=False)
-        md = [f"# vdes-tune search report: {found['experiment']}\n", head + "\n", note + "\n"]
+        found["seeds"].to_csv(tmp / "tables" / "seeds.csv", index=False)
+        md = [f"# vdes-tune search report: {found['experiment']}\n", head + "\n", "## How sure the choice is\n",
+              *[f"- {line}" for line in found["choice"]], "", note + "\n"]
+        md += [f"- {why}" for why in found["figure_notes"].values()] + [""]
         md += [f"![{n}](figures/{n})\n" for n in found["figures"]]
+        md += ["## Seeds per point\n", SEEDS_NOTE + "\n", markdown_table(found["seeds"]) if len(found["seeds"]) else
+               "(none)\n"]
         md += ["## Parameter importance\n", markdown_table(found["importance"]) if len(found["importance"]) else
                "(none)\n", "All trials: tables/trials.csv.\n"]
         (tmp / "report.md").write_text("\n".join(md))
@@ -188,13 +281,27 @@ SEARCH_TITLES = {"search_history.png": "Optimisation history", "search_parallel.
                  "search_importance.png": "Parameter importance (fANOVA)"}
 
 
+SEEDS_NOTE = ("Each point's seeds, its objective over them (mean of each seed's best-validation-epoch value, "
+              "std across seeds) and its cost in seed-epochs; with a race, what it decided and on what evidence.")
+
+
 def search_html(found: dict[str, Any]) -> str:
-    """The figures of one search (inline PNGs) and its importance table, as an HTML fragment."""
+    """How sure the choice is, the figures of one search (inline PNGs, or why one is left out), the seeds each
+    point got and its importance table, as an HTML fragment."""
     from vdes_tune.evaluation.report import img_tag
 
-    parts = [f"<figure>{img_tag(data, SEARCH_TITLES.get(name, name))}<figcaption>"
-             f"{html.escape(SEARCH_TITLES.get(name, name))}</figcaption></figure>"
-             for name, data in found["figures"].items()]
+    parts = []
+    if found.get("choice"):
+        parts.append("<h3>How sure the choice is</h3><ul>" + "".join(
+            f"<li>{html.escape(line)}</li>" for line in found["choice"]) + "</ul>")
+    parts += [f"<figure>{img_tag(data, SEARCH_TITLES.get(name, name))}<figcaption>"
+              f"{html.escape(SEARCH_TITLES.get(name, name))}</figcaption></figure>"
+              for name, data in found["figures"].items()]
+    parts += [f"<p>{html.escape(why)}.</p>" for why in found.get("figure_notes", {}).values()]
+    seeds = found.get("seeds")
+    if seeds is not None and len(seeds):
+        parts.append(f"<h3>Seeds per point</h3><p>{html.escape(SEEDS_NOTE)}</p>"
+                     + seeds.to_html(index=False, float_format=lambda x: f"{x:.4g}"))
     if len(found["importance"]):
         parts.append(found["importance"].to_html(index=False, float_format=lambda x: f"{x:.3f}"))
     return "".join(parts)

@@ -137,6 +137,13 @@ def runner_up_evidence(board: pd.DataFrame, best: pd.Series, space: SearchSpace,
             return {"runner_up": {k: _plain(other[k]) for k in space.searched if k in other},
                     "runner_up_trial": other["trial_id"], "shared_seeds": n, "mean_diff": diff,
                     "diff_ci95": [low, high], "p_not_better": found["p_worse"], "verdict": _verdict(n, low)}
+    rest = same.sort_values(space.metric, ascending=space.mode == "min", na_position="last")
+    if len(rest) and rest.iloc[0]["race_why"]:  # ruled out before finishing a seed: the race's own evidence
+        other = rest.iloc[0]
+        return {"runner_up": {k: _plain(other[k]) for k in space.searched if k in other},
+                "runner_up_trial": other["trial_id"], "shared_seeds": 0,
+                "verdict": f"the runner-up shares no finished seed with the choice; it was {other['race']}: "
+                           f"{other['race_why']}"}
     return {"runner_up": None, "verdict": "no other point shares a seed with the choice: nothing to compare"}
 
 

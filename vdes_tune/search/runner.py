@@ -211,10 +211,12 @@ def print_leaderboard(board: Any, metric: str, top: int = 10, out: Any = None) -
     """The leaderboard's first rows as a text table (on stdout unless `out` is given)."""
     out = out or sys.stdout  # looked up per call: sys.stdout may have been replaced since import
     params = [c for c in board.columns if c.startswith("train.") or c == "arch"]
-    cols = ["rank", "trial_id", "status", metric, f"{metric}_std", *params, "epochs", "memory_estimate_gb",
-            "gpu_fraction"]
+    cols = ["rank", "trial_id", "status", metric, f"{metric}_std", *params, "seeds", "epochs", "seed_epochs", "race",
+            "memory_estimate_gb", "gpu_fraction"]
     cols = [c for c in cols if c in board.columns]
     shown = board.head(top)[cols].copy()
+    if "race" in shown and not shown["race"].astype(bool).any():
+        shown = shown.drop(columns="race")
     for c in shown.columns:
         if shown[c].dtype.kind == "f":
             shown[c] = shown[c].map(lambda v: f"{v:.4g}")
