@@ -129,10 +129,11 @@ def test_tpe_with_asha_runs_through_tune_and_stops_trials_at_rungs(ray_local, ta
     strategy = ReplayStrategy("tpe-asha", {"algorithm": "optuna-tpe", "num_samples": 8, "repeats": 2,
                                            "scheduler": "asha", "asha": {"grace_period": 1, "reduction_factor": 2}})
     table, out = _run(table_path, strategy, storage=tmp_path)
-    board = leaderboard(load_experiment(str(tmp_path / "tpe-asha-0")))
-    assert len(board) == 8 and (board["status"] == "TERMINATED").all()
-    assert (board["epochs"] < EPOCHS).any()  # ASHA stopped some trials early
-    assert board["train.lr"].duplicated().any()  # plain TPE repeats points of a 4-point space
+    exp = load_experiment(str(tmp_path / "tpe-asha-0"))
+    board = leaderboard(exp)
+    assert len(exp.trials) == 8 and all(t.status == "TERMINATED" for t in exp.trials)
+    assert any(t.last_result["epoch"] < EPOCHS for t in exp.trials)  # ASHA stopped some trials early
+    assert board["trials"].sum() == 8 and board["trials"].max() > 1  # plain TPE repeats points of a 4-point space
     assert out["seed_epochs"] == board["seed_epochs"].sum() < 8 * 2 * EPOCHS
 
 
@@ -140,28 +141,31 @@ def test_tpe_with_asha_runs_through_tune_and_stops_trials_at_rungs(ray_local, ta
 def test_noise_aware_races_seeds_drops_by_the_paired_test_and_never_repeats_a_point(ray_local, table_path, tmp_path):
     from vdes_tune.search.export import leaderboard, load_experiment
     from vdes_tune.search.race import paired_p, read_race_log
-    from vdes_tune.search.replay import ReplayStrategy, race_log_name
+    from vdes_tune.search.replay import ReplayStrategy, race_log_names
 
     strategy = ReplayStrategy("race", {"strategy": "noise-aware", "algorithm": "optuna-tpe", "num_samples": 10,
                                        "repeats": 6, "asha": {"grace_period": 1, "reduction_factor": 2},
                                        "race": {"first_seeds": 2, "alpha": 0.1}})
     table, out = _run(table_path, strategy, storage=tmp_path)
     exp = load_experiment(str(tmp_path / "race-0"))
-    exp = replace(exp, race=read_race_log(exp.path, race_log_name(0)))
+    exp = replace(exp, race=read_race_log(exp.path, *race_log_names(0)))
     board = leaderboard(exp)
-    assert len(board) == len(LRS) and not board["train.lr"].duplicated().any()  # 10 samples, 4 points, no repeats
+    firsts = [t.config["train.lr"] for t in exp.trials if t.config["_seed_start"] == 0]
+    assert sorted(firsts) == sorted(LRS)  # 10 samples asked of a 4-point space: each point once
     log = exp.race
     for event in log["events"]:
         if event["action"] == "dropped":  # the decision is the paired test on the logged scores
             incumbent = event["incumbent_scores"]
             diffs = [event["scores"][s] - incumbent[s] for s in map(str, event["shared_seeds"])]
-            assert event["p_worse"] == pytest.approx(paired_p(diffs)) < 0.1
-    assert any(o["status"] in ("dropped", "stopped at rung") for o in log["outcome"].values())
+            worse, tied = paired_p(diffs), paired_p([d - event["delta"] for d in diffs])
+            assert (event["p_worse"], event["p_not_better_by_delta"]) == pytest.approx((worse, tied))
+            assert min(worse, tied) < 0.1
+    statuses = [p["status"] for p in log["points"].values()]
+    assert statuses.count("finished") == 1 and set(statuses) <= {"finished", "dropped", "stopped at rung"}
     top = board.iloc[0]
-    assert top["train.lr"] == LRS[0] and top["seeds"] == 6 and top["race"] == "finished"
+    assert top["train.lr"] == LRS[0] and top["race"] == "finished" and top["seeds"] >= 3
     assert out["point"] == 0 and out["seed_epochs"] < len(LRS) * 6 * EPOCHS
-    best = json.loads(top["seed_scores"])
-    assert len(best) == 6
+    assert len(json.loads(top["seed_scores"])) == top["seeds"]
 
 
 @pytest.mark.ray
@@ -184,18 +188,20 @@ def test_the_search_report_says_how_sure_the_choice_is_and_what_the_race_dropped
     from vdes_tune.evaluation import search_view
     from vdes_tune.search.export import load_experiment
     from vdes_tune.search.race import read_race_log
-    from vdes_tune.search.replay import ReplayStrategy, race_log_name
+    from vdes_tune.search.replay import ReplayStrategy, race_log_names
 
     strategy = ReplayStrategy("race", {"strategy": "noise-aware", "repeats": 6,
                                        "asha": {"grace_period": 1, "reduction_factor": 2}})
     _run(table_path, strategy, storage=tmp_path)
     exp = load_experiment(str(tmp_path / "race-0"))
-    found = search_view.summary(replace(exp, race=read_race_log(exp.path, race_log_name(0))))
+    found = search_view.summary(replace(exp, race=read_race_log(exp.path, *race_log_names(0))))
     (line,) = found["choice"]
-    assert line.startswith("#1: lr 0.001: val_f1 ") and "over 6 seed(s)" in line and "runner-up (lr " in line
     seeds = found["seeds"]
+    top = seeds.iloc[0]
+    assert line.startswith(f"#1: lr 0.001: val_f1 {top['val_f1']:.4f}") and f"over {top['seeds']} seed(s)" in line
+    assert "runner-up (lr " in line and ("cutoff" in line or "shared seed" in line)
     assert {"seeds", "race", "race_why", "seed_epochs"} <= set(seeds.columns)
-    assert seeds.iloc[0]["race"] == "finished" and seeds.iloc[0]["seeds"] == 6
+    assert top["race"] == "finished" and top["seeds"] >= 2
     ruled_out = seeds[seeds["race"].isin(["dropped", "stopped at rung"])]
     assert len(ruled_out) >= 1 and ruled_out["race_why"].str.contains("cutoff|worse than the incumbent").all()
     assert found["cost_seed_epochs"] == seeds["seed_epochs"].sum() < len(LRS) * 6 * EPOCHS

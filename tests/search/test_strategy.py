@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
 import statistics
-from types import SimpleNamespace
 
 import pytest
 from scipy import stats
@@ -95,59 +95,86 @@ def test_wilcoxon_matches_scipy_without_ties_and_t_matches_scipy():
     assert paired_p([-0.1], "t") == 1.0 and paired_p([], "wilcoxon") == 1.0
 
 
-def _trial(tid: str, lr: float) -> SimpleNamespace:
-    return SimpleNamespace(trial_id=tid, config={"train.lr": lr}, last_result={})
+class FixedPoints:
+    """A stand-in point searcher that proposes the given points in order (what a grid does)."""
+
+    metric, mode = "val_f1", "max"
+
+    def __init__(self, points: list[dict]) -> None:
+        self.points, self.told = list(points), []
+
+    def suggest(self, trial_id: str):
+        from ray.tune.search import Searcher
+
+        return self.points.pop(0) if self.points else Searcher.FINISHED
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        pass
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        self.told.append(trial_id)
 
 
 def _result(scores: dict[int, float], epoch: int = 12) -> dict:
-    """A result as Tune hands it to a scheduler: nested dicts flattened to `seed_scores/<seed>`."""
+    """A final result as Tune hands it to a searcher: nested dicts flattened to `seed_scores/<seed>`."""
     return {"feasible": 1, "epoch": epoch, "val_f1": statistics.fmean(scores.values()) if scores else 0.0,
-            **{f"seed_scores/{s}": v for s, v in scores.items()}}
+            "seed_epochs": 12 * len(scores), **{f"seed_scores/{s}": v for s, v in scores.items()}}
 
 
-def test_race_drops_a_point_exactly_when_the_hand_computed_test_says_so(tmp_path):
-    from ray.tune.schedulers import TrialScheduler
-
-    from vdes_tune.search.race_scheduler import RaceScheduler
-
-    race = RaceScheduler("val_f1", "max", None, first_seeds=2, max_seeds=6, alpha=0.1, test="wilcoxon",
-                         log_path=str(tmp_path / "race.json"))
-    best, other = _trial("a", 1e-3), _trial("b", 5e-4)
-    for t in (best, other):
-        race.on_trial_add(None, t)
-    incumbent = {0: 0.80, 1: 0.82, 2: 0.79, 3: 0.81, 4: 0.80}
-    for n in (2, 3, 4, 5):
-        assert race.on_trial_result(None, best, _result({s: incumbent[s] for s in range(n)})) == TrialScheduler.CONTINUE
-    challenger = {0: 0.78, 1: 0.80, 2: 0.80, 3: 0.70}
-    decisions = []
-    for n in (2, 3, 4):
-        scores = {s: challenger[s] for s in range(n)}
-        diffs = [scores[s] - incumbent[s] for s in range(n)]
-        by_hand = _enumerated_p(diffs)
-        decision = race.on_trial_result(None, other, _result(scores))
-        decisions.append(decision)
-        assert decision == (TrialScheduler.STOP if by_hand < 0.1 else TrialScheduler.CONTINUE)
-        found = race.events[-1]
-        assert found["p_worse"] == pytest.approx(by_hand) and found["n"] == n and found["incumbent"] == "a"
-    # Two seeds: W+ = 0 of ranks 1.5, 1.5: p = 1/4; three and four: W+ = 1 (the better third seed): 2/8, 2/16.
-    assert decisions == [TrialScheduler.CONTINUE] * 3
-    race.on_trial_result(None, other, _result({**challenger, 4: 0.70}))  # five seeds, four clearly worse
-    assert race.outcome["b"]["status"] == "dropped" and race.outcome["b"]["p_worse"] < 0.1
-    assert race.incumbent() == "a"
-    log = (tmp_path / "race.json").read_text()
-    assert '"dropped"' in log and "worse than the incumbent" in log
+# Per-seed scores of three points: "a" is best, "b" is clearly worse, "c" is a near tie with "a".
+SCORES = {"a": [0.80, 0.82, 0.79, 0.81, 0.80, 0.83], "b": [0.78, 0.80, 0.80, 0.70, 0.70, 0.71],
+          "c": [0.80, 0.81, 0.80, 0.80, 0.80, 0.82]}
+LR = {"a": 1e-3, "b": 5e-4, "c": 1e-4}
 
 
-def test_the_incumbent_stops_at_its_last_seed_and_evidence_is_paired_on_shared_seeds():
-    from ray.tune.schedulers import TrialScheduler
+def _race(tmp_path, delta: float):
+    """Run a race to its end, answering each trial with the scores of its seeds; returns the searcher and the
+    order of the seed trials it asked for."""
+    from ray.tune.search import Searcher
 
-    from vdes_tune.search.race_scheduler import RaceScheduler
+    from vdes_tune.search.race_searcher import RacingSearcher
 
-    race = RaceScheduler("val_f1", "max", None, first_seeds=1, max_seeds=2, alpha=0.1, test="t")
-    a = _trial("a", 1e-3)
-    race.on_trial_add(None, a)
-    assert race.on_trial_result(None, a, _result({0: 0.7})) == TrialScheduler.CONTINUE
-    assert race.on_trial_result(None, a, _result({0: 0.7, 1: 0.72})) == TrialScheduler.STOP
-    assert race.outcome["a"]["status"] == "finished"
-    found = evidence({"0": 0.6, "1": 0.7, "5": 0.9}, {"0": 0.7, "1": 0.8}, "max", "t")
-    assert found["shared_seeds"] == [0, 1] and found["mean_diff"] == pytest.approx(-0.1)
+    name = {lr: n for n, lr in LR.items()}
+    base = FixedPoints([{"train.lr": LR[n]} for n in "abc"])
+    race = RacingSearcher(base, 3, first_seeds=2, max_seeds=6, alpha=0.1, test="wilcoxon", delta=delta,
+                          log_path=str(tmp_path / "race.json"))
+    asked, n = [], 0
+    while True:
+        n += 1
+        config = race.suggest(f"t{n}")
+        if config == Searcher.FINISHED:
+            return race, asked, base
+        assert config is not None  # trials complete at once here, so the race never waits
+        point, start, count = name[config["train.lr"]], config["_seed_start"], config["_seed_count"]
+        asked.append((point, start, count))
+        race.on_trial_complete(f"t{n}", _result({s: SCORES[point][s] for s in range(start, start + count)}))
+
+
+def test_a_race_drops_a_point_exactly_when_the_hand_computed_test_says_so(tmp_path):
+    race, asked, base = _race(tmp_path, delta=0.0)
+    assert asked[:3] == [("a", 0, 2), ("b", 0, 2), ("c", 0, 2)] and base.told == ["t1", "t2", "t3"]
+    assert all(count == 1 for _, _, count in asked[3:])  # then one seed at a time
+    # "b" against "a" after each round: two seeds W+ = 0 of ranks 1.5, 1.5 (p = 1/4); three and four seeds
+    # W+ = 1, the better third seed (2/8, 2/16); five seeds 2/32 = 0.0625 < 0.1: dropped then, not before.
+    drops = {e["point"]["train.lr"]: e for e in race.events if e["action"] == "dropped"}
+    b = drops[LR["b"]]
+    diffs = [SCORES["b"][s] - SCORES["a"][s] for s in range(5)]
+    assert b["round"] == 5 and b["p_worse"] == pytest.approx(_enumerated_p(diffs)) == pytest.approx(2 / 32)
+    earlier = [e for e in race.events if e["action"] == "continued" and e["point"]["train.lr"] == LR["b"]]
+    assert [e["round"] for e in earlier] == [2, 3, 4]
+    assert all(e["p_worse"] == pytest.approx(_enumerated_p(diffs[:e["round"]])) for e in earlier)
+    # Without an indifference zone "c" is never shown worse: "a" and "c" race to the last seed.
+    assert race.points[json.dumps((("train.lr", LR["c"]),))]["status"] == "finished"
+    assert sum(1 for p, _, _ in asked if p == "c") == 1 + 4
+    assert '"dropped"' in (tmp_path / "race.json").read_text()
+
+
+def test_an_indifference_zone_ends_a_race_between_near_ties_sooner(tmp_path):
+    race, asked, _ = _race(tmp_path, delta=0.02)
+    tie = next(e for e in race.events if e["action"] == "dropped" and e["point"]["train.lr"] == LR["c"])
+    diffs = [SCORES["c"][s] - SCORES["a"][s] for s in range(tie["round"])]
+    assert tie["p_not_better_by_delta"] == pytest.approx(_enumerated_p([d - 0.02 for d in diffs]))
+    assert tie["p_not_better_by_delta"] < 0.1
+    assert "indifference zone" in race.points[json.dumps((("train.lr", LR["c"]),))]["why"]
+    assert tie["round"] == 4  # four shifted differences all below 0: p = 1/16
+    assert sum(1 for p, _, _ in asked if p == "c") < 1 + 4

@@ -15,7 +15,7 @@ import yaml
 from vdes_tune import __version__
 from vdes_tune.config import TrainConfig, from_dict, to_dict
 from vdes_tune.errors import BadInputError
-from vdes_tune.search.race import DROPPED, evidence, read_race_log, seed_scores
+from vdes_tune.search.race import DROPPED, evidence, point_id, read_race_log, seed_scores
 from vdes_tune.search.space import ARCH_KEY, SearchSpace, parse_space
 from vdes_tune.search.storage import SIDECAR, experiment_path, is_uri, read_text, write_text
 from vdes_tune.workspace import Workspace
@@ -64,31 +64,49 @@ def load_experiment(path: str) -> Experiment:
 
 
 def leaderboard(exp: Experiment) -> pd.DataFrame:
-    """One row per trial, best first: the trials a choice may come from (finished, feasible, not dropped by a
-    race) by seeds trained (when racing) and the objective, then the rest. Each row carries the seeds the
-    point got, their scores, its cost in seed-epochs and, when racing, what the race decided and why."""
+    """One row per point, best first: the points a choice may come from (finished, feasible, not ruled out by a
+    race) by seeds trained (when racing) and the objective, then the rest. A point's trials (its first seeds,
+    then each seed a race added; or a point a searcher proposed twice) are merged: its objective is the mean of
+    its seeds' scores, its cost the sum of their seed-epochs; the other metrics are its first trial's.
+    `trial_id` is the point's first trial."""
+    import statistics
+
     space = exp.space
-    outcome = (exp.race or {}).get("outcome", {})
-    rows = []
+    race = exp.race or {}
+    decided, stops = race.get("points", {}), race.get("stops", {})
+    groups: dict[str, list[TrialRecord]] = {}
     for t in exp.trials:
-        r = t.last_result
-        row: dict[str, Any] = {"trial_id": t.trial_id, "status": t.status,
+        groups.setdefault(point_id(t.config), []).append(t)
+    rows = []
+    for key, trials in groups.items():
+        first = trials[0]
+        r = first.last_result
+        scores: dict[str, float] = {}
+        for t in trials:
+            scores.update(seed_scores(t.last_result))
+        values = [v for v in scores.values() if v == v]
+        unfinished = [t.status for t in trials if t.status != "TERMINATED"]
+        row: dict[str, Any] = {"trial_id": first.trial_id, "trials": len(trials),
+                               "status": unfinished[0] if unfinished else "TERMINATED",
                                "feasible": int(r.get("feasible", 1)) if r else -1}
         if len(space.arch) == 1:
             row[ARCH_KEY] = space.arch[0]
-        row.update({k: v for k, v in t.config.items() if not k.startswith("_")})
-        row[space.metric] = r.get(space.metric, float("nan"))
-        row[f"{space.metric}_std"] = r.get(f"{space.metric}_std", float("nan"))
+        row.update({k: v for k, v in first.config.items() if not k.startswith("_")})
+        row[space.metric] = statistics.fmean(values) if values else r.get(space.metric, float("nan"))
+        row[f"{space.metric}_std"] = (statistics.pstdev(values) if len(values) > 1 else 0.0) if values else r.get(
+            f"{space.metric}_std", float("nan"))
         row.update({c: r.get(c, float("nan")) for c in METRIC_COLUMNS if c != space.metric})
-        scores = seed_scores(r)
-        decided = outcome.get(t.trial_id, {})
-        row.update({"seeds": int(r.get("seeds_done", len(scores))), "seed_scores": json.dumps(scores),
-                    "seed_epochs": int(r.get("seed_epochs", 0) or 0), "race": decided.get("status", ""),
-                    "race_why": decided.get("why", ""),
-                    "epochs": r.get("epoch", 0), "best_epoch_mean": r.get("best_epoch_mean", float("nan")),
+        outcome = decided.get(key, {})
+        stop = stops.get(first.trial_id, {})
+        row.update({"seeds": len(scores), "seed_scores": json.dumps(scores),
+                    "seed_epochs": sum(int(t.last_result.get("seed_epochs", 0) or 0) for t in trials),
+                    "race": outcome.get("status", ""), "race_why": stop.get("why") or outcome.get("why", ""),
+                    "epochs": max(t.last_result.get("epoch", 0) for t in trials),
+                    "best_epoch_mean": r.get("best_epoch_mean", float("nan")),
                     "memory_estimate_gb": r.get("memory_estimate_gb", float("nan")),
                     "gpu_fraction": r.get("gpu_fraction", float("nan")), "oom": int(r.get("oom", 0)),
-                    "seconds": r.get("time_total_s", float("nan")), "node_id": r.get("node_id", "")})
+                    "seconds": sum(t.last_result.get("time_total_s", 0.0) for t in trials),
+                    "node_id": r.get("node_id", "")})
         rows.append(row)
     board = pd.DataFrame(rows)
     if board.empty:

@@ -8,7 +8,8 @@ import math
 import statistics
 from typing import Any
 
-RACE_LOG = "race.json"
+RACE_LOG = "race.json"  # the seed race's decisions (race_searcher.RacingSearcher)
+RUNG_LOG = "rungs.json"  # the epoch rungs' stops with their cutoffs (race_searcher.RungScheduler)
 
 
 def paired_p(diffs: list[float], test: str = "wilcoxon") -> float:
@@ -61,6 +62,18 @@ DROPPED = ("dropped", "stopped at rung")  # race outcomes that rule a point out
 SCORES_KEY = "seed_scores"
 
 
+def point_key(config: dict[str, Any]) -> tuple:
+    """A hashable key of a configuration's searched values (floats to 12 significant digits; `_` keys, such as
+    a race's seeds, left out)."""
+    return tuple(sorted((k, float(f"{v:.12g}") if isinstance(v, float) else v)
+                        for k, v in config.items() if not k.startswith("_")))
+
+
+def point_id(config: dict[str, Any]) -> str:
+    """A point's identity as text."""
+    return json.dumps(point_key(config), default=str)
+
+
 def seed_scores(result: dict[str, Any]) -> dict[str, float]:
     """A trial's per-seed scores from a result: nested (a trial's last result) or flattened by Tune
     (`seed_scores/<seed>`, what schedulers and searchers receive)."""
@@ -71,9 +84,15 @@ def seed_scores(result: dict[str, Any]) -> dict[str, float]:
     return {k[len(prefix):]: float(v) for k, v in result.items() if k.startswith(prefix)}
 
 
-def read_race_log(path: str, name: str = RACE_LOG) -> dict[str, Any] | None:
-    """The race log of an experiment folder (local or URI), or None when it did not race."""
+def read_race_log(path: str, race: str = RACE_LOG, rungs: str = RUNG_LOG) -> dict[str, Any] | None:
+    """The race log of an experiment folder (local or URI) with the rung stops merged in (`stops`), or None
+    when it did not race."""
     from vdes_tune.search.storage import read_text
 
-    found = read_text(f"{path.rstrip('/')}/{name}")
-    return json.loads(found) if found else None
+    found = read_text(f"{path.rstrip('/')}/{race}")
+    if not found:
+        return None
+    log = json.loads(found)
+    stops = read_text(f"{path.rstrip('/')}/{rungs}")
+    log["stops"] = json.loads(stops)["stops"] if stops else {}
+    return log

@@ -143,9 +143,9 @@ class MultiplexedScheduler(FIFOScheduler):
             inner.on_trial_remove(tune_controller, trial)
 
 
-def race_log_name(replay: int) -> str:
-    """The race log of replay `replay` in a batch's experiment folder."""
-    return f"race-{replay}.json"
+def race_log_names(replay: int) -> tuple[str, str]:
+    """The race and rung logs of replay number `replay` of a batch, in its experiment folder."""
+    return f"race-{replay}.json", f"rungs-{replay}.json"
 
 
 def replay_batch(table: CurveTable, strategy: ReplayStrategy, replays: list[int], truth: dict[int, float],
@@ -169,19 +169,21 @@ def replay_batch(table: CurveTable, strategy: ReplayStrategy, replays: list[int]
     name = f"{strategy.name}-{replays[0]}" + (f"-{replays[-1]}" if len(replays) > 1 else "")
     path = f"{folder}/{name}"
     write_text(f"{path}/{SIDECAR}", json.dumps({"experiment": name, "space": first.source, "space_path": first.path}))
-    searcher = Multiplexed([build_searcher(sp) for sp in spaces], [sp.size for sp in spaces], first.metric, first.mode)
-    scheduler = MultiplexedScheduler([build_scheduler(sp, f"{path}/{race_log_name(i)}") for i, sp in enumerate(spaces)],
+    logs = [race_log_names(i) for i in range(len(spaces))]
+    searcher = Multiplexed([build_searcher(sp, f"{path}/{logs[i][0]}") for i, sp in enumerate(spaces)],
+                           [sp.strategy.most_trials(sp.size) for sp in spaces], first.metric, first.mode)
+    scheduler = MultiplexedScheduler([build_scheduler(sp, f"{path}/{logs[i][1]}") for i, sp in enumerate(spaces)],
                                      first.metric)
     start = time.perf_counter()
     try:
         build_tuner(first, ctx, str(folder), name, 1, 0, [], search_alg=searcher, scheduler=scheduler,
-                    num_samples=sum(sp.size for sp in spaces)).fit()
+                    num_samples=sum(sp.strategy.most_trials(sp.size) for sp in spaces)).fit()
         whole = load_experiment(path)
         seconds = (time.perf_counter() - start) / len(replays)
         out = []
         for i, (r, sp) in enumerate(zip(replays, spaces)):
             trials = [t for t in whole.trials if int(t.config.get(REPLAY_KEY, 0)) == i]
-            race = read_race_log(path, race_log_name(i))
+            race = read_race_log(path, *logs[i])
             exp = Experiment(path, whole.sidecar, sp, trials, race)
             out.append(_score(table, strategy, r, maps[i], exp, truth, seconds))
         return out

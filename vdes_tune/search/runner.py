@@ -15,7 +15,7 @@ from ray import tune
 
 from vdes_tune.config import to_dict
 from vdes_tune.errors import BadInputError
-from vdes_tune.search.race import RACE_LOG
+from vdes_tune.search.race import RACE_LOG, RUNG_LOG
 from vdes_tune.search.space import SearchSpace
 from vdes_tune.search.storage import SIDECAR, experiment_path, is_uri, read_text, write_text
 from vdes_tune.search.strategy import build_scheduler, build_searcher
@@ -141,9 +141,9 @@ def build_tuner(space: SearchSpace, ctx: TrialContext, storage: str, name: str, 
     return tune.Tuner(
         trainable(ctx),
         tune_config=tune.TuneConfig(
-            search_alg=search_alg or build_searcher(space),
-            scheduler=scheduler or build_scheduler(space, f"{path}/{RACE_LOG}"),
-            num_samples=num_samples or space.size, max_concurrent_trials=max_concurrent,
+            search_alg=search_alg or build_searcher(space, f"{path}/{RACE_LOG}"),
+            scheduler=scheduler or build_scheduler(space, f"{path}/{RUNG_LOG}"),
+            num_samples=num_samples or space.strategy.most_trials(space.size), max_concurrent_trials=max_concurrent,
             trial_dirname_creator=_trial_dirname, reuse_actors=True),
         run_config=tune.RunConfig(
             name=name, storage_path=storage, callbacks=callbacks,

@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fixed": {"scheduler": "none", "unique": False},
     "noise-aware": {"scheduler": "race", "unique": True, "asha": {"grace_period": 3, "reduction_factor": 3,
                                                                   "metric": "val_roc_auc"},
-                    "race": {"first_seeds": 2, "alpha": 0.1, "test": "wilcoxon"}},
+                    "race": {"first_seeds": 2, "alpha": 0.1, "test": "wilcoxon", "delta": 0.02}},
 }
 TOP_LEVEL = ("strategy", "algorithm", "num_samples", "seed", "repeats", "scheduler", "asha", "race", "unique")
 
@@ -59,6 +59,7 @@ class Strategy:
     first_seeds: int = 1  # race: seeds every point starts with (trained in lockstep)
     alpha: float = 0.1  # race: one-sided p below which a point is worse than the incumbent
     test: str = "wilcoxon"  # race: paired test over shared seeds
+    delta: float = 0.0  # race: indifference zone; a point shown not better than the incumbent by delta is a tie
 
     @property
     def races(self) -> bool:
@@ -67,8 +68,12 @@ class Strategy:
 
     @property
     def seeds_at_start(self) -> int:
-        """Seeds a trial trains in lockstep from its first epoch."""
+        """Seeds a point's first trial trains in lockstep."""
         return self.first_seeds if self.races else self.repeats
+
+    def most_trials(self, points: int) -> int:
+        """An upper bound on the trials of a search over `points` points (a race adds a trial per extra seed)."""
+        return points * (1 + self.repeats - self.first_seeds) if self.races else points
 
     def rung_epochs(self, epochs: int) -> tuple[int, ...]:
         """The epochs at which ASHA's rungs decide (Ray's bracket 0: grace x rf^k up to the last epoch)."""
@@ -95,7 +100,8 @@ class Strategy:
         if self.races:
             parts.append(f"epoch rungs grace {self.grace_period} rf {self.reduction_factor} on best "
                          f"{self.rung_metric or 'objective'} over the first {self.first_seeds} seed(s); race to "
-                         f"{self.repeats} seeds, {self.test} one-sided p < {self.alpha:g}")
+                         f"{self.repeats} seeds, {self.test} one-sided p < {self.alpha:g}"
+                         + (f", ties within {self.delta:g}" if self.delta else ""))
         else:
             parts.append(f"{self.repeats} seed(s) per point")
         return "; ".join(p for p in parts if p)
@@ -163,7 +169,7 @@ def parse_strategy(data: dict[str, Any], where: str, epochs: int) -> Strategy:
     rung_metric = asha.get("metric", "")
     if rung_metric and rung_metric not in RUNG_METRICS:
         raise _fail(where, "asha.metric", f"{rung_metric!r} is not one of {list(RUNG_METRICS)}")
-    race = _section(data, "race", {"first_seeds", "alpha", "test"}, where)
+    race = _section(data, "race", {"first_seeds", "alpha", "test", "delta"}, where)
     if given.get("race") and scheduler != "race":
         raise _fail(where, "race", "set scheduler: race (or strategy: noise-aware) to use these settings")
     first = race.get("first_seeds", 1)
@@ -176,15 +182,18 @@ def parse_strategy(data: dict[str, Any], where: str, epochs: int) -> Strategy:
         raise _fail(where, "race.alpha", f"expected a number in (0, 1), got {alpha!r}")
     if test not in TESTS:
         raise _fail(where, "race.test", f"{test!r} is not one of {list(TESTS)}")
+    delta = race.get("delta", 0.0)
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or delta < 0:
+        raise _fail(where, "race.delta", f"expected a number >= 0, got {delta!r}")
     return Strategy(name=str(data["strategy"]), algorithm=algorithm, num_samples=samples, seed=seed, unique=unique,
                     repeats=repeats, scheduler=scheduler, grace_period=grace, reduction_factor=reduction,
-                    rung_metric=rung_metric, first_seeds=first, alpha=float(alpha), test=test)
+                    rung_metric=rung_metric, first_seeds=first, alpha=float(alpha), test=test, delta=float(delta))
 
 
 
-def build_searcher(space: Any) -> Any:
+def build_searcher(space: Any, log_path: str = "") -> Any:
     """The strategy's searcher: Optuna (grid points enqueued exactly, random or TPE), optionally never
-    repeating a point."""
+    repeating a point, wrapped in the seed race when the strategy races (its log at `log_path`)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -200,31 +209,30 @@ def build_searcher(space: Any) -> Any:
     searcher = OptunaSearch(space.define_by_run(), metric=space.metric, mode=space.mode, sampler=sampler,
                             points_to_evaluate=points)
     if strategy.unique and strategy.algorithm != "grid":
-        return UniquePoints(searcher, space.grid() if space.finite else None)
-    return searcher
+        searcher = UniquePoints(searcher, space.grid() if space.finite else None)
+    if not strategy.races:
+        return searcher
+    from vdes_tune.search.race_searcher import RacingSearcher
+
+    return RacingSearcher(searcher, space.size, strategy.first_seeds, strategy.repeats, strategy.alpha, strategy.test,
+                          strategy.delta, log_path)
 
 
 def build_scheduler(space: Any, log_path: str = "") -> Any:
-    """The strategy's scheduler: none, Ray's ASHA on the rung key, or the seed race (with ASHA's rungs over
-    the first seeds); metric and mode are given to it, not to TuneConfig, so it may rank another metric
-    than the searcher."""
+    """The strategy's scheduler: none, or Ray's ASHA on the rung key (over a race's first seeds only, logging
+    its stops at `log_path`); metric and mode are given to it, not to TuneConfig, so it may rank another
+    metric than the searcher."""
     from ray.tune.schedulers import ASHAScheduler
 
-    from vdes_tune.search.race_scheduler import RaceScheduler
-
     strategy = space.strategy
-    if strategy.scheduler == "none":
+    if strategy.scheduler == "none" or strategy.races and strategy.grace_period >= space.epochs:
         return None
     key, mode = strategy.rung_key(space.metric), strategy.rung_mode(space.metric, space.mode)
+    asha = {"time_attr": "epoch", "metric": key if strategy.rung_metric else space.metric, "mode": mode,
+            "max_t": space.epochs, "grace_period": strategy.grace_period, "reduction_factor": strategy.reduction_factor}
     if strategy.scheduler == "asha":
         # An unset rung metric ranks the objective itself, which is what `val_f1` has always been.
-        return ASHAScheduler(time_attr="epoch", metric=key if strategy.rung_metric else space.metric, mode=mode,
-                             max_t=space.epochs, grace_period=strategy.grace_period,
-                             reduction_factor=strategy.reduction_factor)
-    rungs = None
-    if strategy.grace_period < space.epochs:
-        rungs = ASHAScheduler(time_attr="epoch", metric=key, mode=mode, max_t=space.epochs,
-                              grace_period=strategy.grace_period, reduction_factor=strategy.reduction_factor,
-                              stop_last_trials=False)
-    return RaceScheduler(space.metric, space.mode, rungs, strategy.first_seeds, strategy.repeats, strategy.alpha,
-                         strategy.test, log_path)
+        return ASHAScheduler(**asha)
+    from vdes_tune.search.race_searcher import RungScheduler
+
+    return RungScheduler(log_path, **asha)

@@ -1,16 +1,15 @@
-"""The Ray Tune trainable: one trial is one point of a space, trained on its seeds in blocks.
+"""The Ray Tune trainable: one trial trains one point of a space on some of its seeds.
 
 The Tune config dict becomes a TrainConfig here, once. The trial's GPU share comes from the memory
 estimate (`resources_for`); a configuration over the budget is never trained and reports the penalty
 value instead, so the searcher learns it is bad rather than seeing a crash.
 
-Seeds come in blocks (the strategy's repeat policy): a first block trained in lockstep (every seed of a
-`fixed` strategy, the first few of a race), then, while the scheduler lets the trial go on, one more seed
-at a time, each for all its epochs. Every epoch the trial reports the objective (the mean over its seeds
-of each seed's best-validation-epoch metrics: finished seeds once there are any), the best-so-far mean of
-every validation metric over the first block (what epoch rungs rank), each finished seed's score (what a
-race pairs), and its cost in seed-epochs; then it writes a checkpoint from which a restored or retried
-trial continues. The test split is never loaded: a search chooses on validation only (paper 3.3).
+A trial trains its seeds in lockstep: every seed of a `fixed` strategy, or the seeds a race asked for (the
+first block of a point, then one more seed at a time in trials of their own; `race_searcher.py`). Every
+epoch it reports the objective (the mean over its seeds of each seed's best-validation-epoch metrics), the
+best-so-far mean of every validation metric (what epoch rungs rank), each finished seed's score (what a
+race pairs) and its cost in seed-epochs; then it writes a checkpoint from which a restored or retried trial
+continues. The test split is never loaded: a search chooses on validation only (paper 3.3).
 
 A replay (`ReplaySource`) runs the same loop over recorded learning curves instead of training.
 """
@@ -110,10 +109,10 @@ def _best_so_far(history: list[dict[str, Any]], metric: str) -> float:
     return min(values) if metric in LOWER_IS_BETTER else max(values)
 
 
-def aggregate(progress: list[dict[str, Any]], metric: str, last: list[dict[str, Any]] | None = None,
-              first_block: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def aggregate(progress: list[dict[str, Any]], metric: str, last: list[dict[str, Any]] | None = None
+              ) -> dict[str, Any]:
     """The objective and validation metrics (mean over seeds of each seed's best-validation-epoch metrics, and
-    the objective's std), the best-so-far mean of each metric over `first_block` (rungs rank these), and the
+    the objective's std), the best-so-far mean of each metric (`best_val_*`: epoch rungs rank these), and the
     mean of the epoch just trained."""
     out: dict[str, Any] = {}
     for m in REPORTED:
@@ -121,8 +120,7 @@ def aggregate(progress: list[dict[str, Any]], metric: str, last: list[dict[str, 
         out[f"val_{m}"] = mean
         if f"val_{m}" == metric:
             out[f"{metric}_std"] = std
-        if first_block:
-            out[f"best_val_{m}"] = _mean_std([_best_so_far(p["history"], m) for p in first_block])[0]
+        out[f"best_val_{m}"] = _mean_std([_best_so_far(p["history"], m) for p in progress])[0]
     out["best_epoch_mean"] = statistics.fmean(p["best_epoch"] for p in progress)
     if last:
         out["epoch_val_f1"] = statistics.fmean(float(r["val"]["f1"]) for r in last)
@@ -186,87 +184,57 @@ def _replay_fitter(source: ReplaySource, cfg: TrainConfig, point: dict[str, Any]
     return Fitter(_ReplayTask(rows), [], [None], None, min(cfg.epochs, len(rows)), keep_best_state=False)
 
 
-class SeedBlocks:
-    """A trial's seeds and where it is in them: finished seeds (their progress only) and the block in training."""
-
-    def __init__(self, seeds: list[int], first: int) -> None:
-        self.seeds, self.first = seeds, first
-        self.finished: list[dict[str, Any]] = []  # progress() of each finished seed, in seed order
-        self.first_block: list[dict[str, Any]] = []  # progress() of the first block's seeds once finished
-        self.active: list[Any] = []  # Fitters of the block in training
-        self.active_seeds: list[int] = []
-
-    def next_block(self) -> list[int]:
-        """The seeds of the next block (empty when every seed has been trained)."""
-        start = len(self.finished)
-        size = self.first if start == 0 else 1
-        return self.seeds[start:start + size]
-
-    def close_block(self) -> None:
-        """Move the finished block's progress to `finished` (its models are no longer needed)."""
-        done = [f.progress() for f in self.active]
-        if not self.finished:
-            self.first_block = done
-        self.finished += done
-        self.active, self.active_seeds = [], []
-
-    def first_block_progress(self) -> list[dict[str, Any]]:
-        """The first block's progress, finished or in training."""
-        return self.first_block or [f.progress() for f in self.active]
-
-    def report(self, metric: str, last: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """What a trial reports now (see the module docstring)."""
-        scored = self.finished or [f.progress() for f in self.active]
-        out = aggregate(scored, metric, last, self.first_block_progress())
-        key = metric.removeprefix("val_")
-        out.update({
-            "seeds_done": len(self.finished),
-            "seed_scores": {str(s): float(p["best_val"].get(key, float("nan")))
-                            for s, p in zip(self.seeds, self.finished)},
-            "seed_epochs": sum(len(p["history"]) for p in self.finished)
-            + sum(f.epoch for f in self.active),
-            "epoch": max([f.epoch for f in self.active], default=len((self.finished or [{}])[-1].get("history", []))),
-            "block": 0 if len(self.finished) < self.first else 1 + len(self.finished) - self.first,
-        })
-        return out
+SEED_START, SEED_COUNT = "_seed_start", "_seed_count"  # config keys a seed race adds to a point's trials
 
 
-def _save(folder: Path, blocks: SeedBlocks, point: dict[str, Any], with_weights: bool) -> None:
+def trial_seeds(space: SearchSpace, config: dict[str, Any]) -> list[int]:
+    """The training seeds of a trial: the strategy's first block, or the ones a race asked for."""
+    seeds = space.seeds(_point(config))
+    start = int(config.get(SEED_START, 0))
+    return seeds[start:start + int(config.get(SEED_COUNT, space.strategy.seeds_at_start))]
+
+
+def report_of(fitters: list[Any], seeds: list[int], metric: str, last: list[dict[str, Any]] | None = None
+              ) -> dict[str, Any]:
+    """What a trial reports after an epoch (see the module docstring)."""
+    progress = [f.progress() for f in fitters]
+    out = aggregate(progress, metric, last)
+    key = metric.removeprefix("val_")
+    done = [(s, p) for s, p, f in zip(seeds, progress, fitters) if f.done]
+    out.update({"seeds_done": len(done), "seed_epochs": sum(f.epoch for f in fitters),
+                "seed_scores": {str(s): float(p["best_val"].get(key, float("nan"))) for s, p in done},
+                "epoch": max(f.epoch for f in fitters)})
+    return out
+
+
+def _save(folder: Path, fitters: list[Any], point: dict[str, Any], with_weights: bool) -> None:
     import torch
 
-    if with_weights:
-        for r, fitter in enumerate(blocks.active):
-            torch.save(fitter.task.training_state(), folder / f"active-{r}.pt")
-    state = {"point": point, "finished": blocks.finished, "first_block": blocks.first_block,
-             "active_seeds": blocks.active_seeds, "active": [f.progress() for f in blocks.active],
-             "replay": [f.task.training_state() for f in blocks.active] if not with_weights else None}
-    (folder / "trial.json").write_text(json.dumps(state, default=float))
+    for r, fitter in enumerate(fitters if with_weights else []):
+        torch.save(fitter.task.training_state(), folder / f"repeat-{r}.pt")
+    (folder / "trial.json").write_text(json.dumps({"point": point, "repeats": [f.progress() for f in fitters]},
+                                                  default=float))
 
 
-def _restore(folder: Path, blocks: SeedBlocks, start_block: Callable[[list[int]], None]) -> None:
+def _restore(folder: Path, fitters: list[Any]) -> None:
     import torch
 
     saved = json.loads((folder / "trial.json").read_text())
-    blocks.finished, blocks.first_block = saved["finished"], saved["first_block"]
-    if saved["active_seeds"]:
-        start_block(saved["active_seeds"])
-        for r, fitter in enumerate(blocks.active):
-            state = saved["replay"][r] if saved.get("replay") else torch.load(
-                folder / f"active-{r}.pt", map_location="cpu", weights_only=True)
-            fitter.restore(saved["active"][r], state)
+    for r, fitter in enumerate(fitters):
+        state = torch.load(folder / f"repeat-{r}.pt", map_location="cpu", weights_only=True)
+        fitter.restore(saved["repeats"][r], state)
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """Tune function trainable: train the point's seeds block by block, report every epoch, checkpoint."""
+    """Tune function trainable: train the trial's seeds in lockstep, report every epoch, checkpoint."""
     import ray
     from ray import tune
 
     space, point = ctx.space, _point(config)
-    strategy = space.strategy
     live = ctx.replay is None
-    info: dict[str, Any] = {"repeats": strategy.repeats, "trial_start": time.time(),
-                            "node_id": ray.get_runtime_context().get_node_id()}
-    blocks = SeedBlocks(space.seeds(point), strategy.seeds_at_start)
+    seeds = trial_seeds(space, config)
+    info: dict[str, Any] = {"repeats": len(seeds), "seed_start": int(config.get(SEED_START, 0)),
+                            "trial_start": time.time(), "node_id": ray.get_runtime_context().get_node_id()}
     if live:
         cfg, est, placement = plan_point(ctx, point)
         info.update(memory_estimate_gb=round(est.total_gb, 3), gpu_fraction=placement.fraction if ctx.use_gpu else 0.0)
@@ -274,41 +242,41 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             tune.report({space.metric: ctx.penalty, "feasible": 0, "epoch": 0, "seed_epochs": 0, "seeds_done": 0,
                          **info})
             return
-        start_block, device = _live_blocks(ctx, cfg, placement, blocks)
+        fitters, device = _live_fitters(ctx, cfg, placement, seeds)
     else:  # a replay trains nothing, so it has no memory to plan
         cfg = space.train_config(point)
-        start_block, device = _replay_blocks(ctx, cfg, point, blocks, int(config.get("_replay", 0))), None
+        seed_map = ctx.replay.seed_maps[int(config.get("_replay", 0))]
+        base = space.seeds(point)[0]
+        fitters, device = [_replay_fitter(ctx.replay, cfg, point, seed_map[s - base]) for s in seeds], None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            _restore(Path(folder), blocks, start_block)
-    if not blocks.active and not blocks.next_block():  # restored after its last epoch: report once more
-        tune.report({**blocks.report(space.metric), "feasible": 1, **info})
+            _restore(Path(folder), fitters)
+    if all(f.done for f in fitters):  # restored after its last epoch: report the result once more
+        tune.report({**report_of(fitters, seeds, space.metric), "feasible": 1, **info})
         return
-    step = _stepper(blocks, device)
+    step = _stepper(fitters, device)
     # Looked up before the loop: a trial the scheduler stops leaves through SystemExit raised in
     # tune.report, and an `except` clause that imported torch then would outlast Tune's 2 s wait to
     # reuse the actor for the next trial.
     oom = _oom_error() if live else ()
+    rungs = ctx.replay.report_epochs if ctx.replay else ()
     try:
-        while blocks.active or blocks.next_block():
-            if not blocks.active:
-                start_block(blocks.next_block())
+        while not all(f.done for f in fitters):
             last = step()
-            closed = all(f.done for f in blocks.active)
-            if closed:
-                blocks.close_block()
-            metrics = {**blocks.report(space.metric, last), "feasible": 1, **info, "report_time": time.time()}
+            metrics = {**report_of(fitters, seeds, space.metric, last), "feasible": 1, **info,
+                       "report_time": time.time()}
             if not live:  # a replay has nothing worth a checkpoint: its curves are on disk
-                if closed or metrics["block"] == 0 and metrics["epoch"] in ctx.replay.report_epochs:
+                if metrics["epoch"] in rungs or all(f.done for f in fitters):
                     tune.report(metrics)
                 continue
             with tempfile.TemporaryDirectory() as folder:
-                _save(Path(folder), blocks, point, with_weights=True)
+                _save(Path(folder), fitters, point, with_weights=True)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
     except oom:
         # Over its share despite the estimate: this trial fails alone and tells the searcher so.
-        tune.report({space.metric: ctx.penalty, "feasible": 0, "oom": 1, **blocks.report(space.metric), **info})
+        tune.report({space.metric: ctx.penalty, "feasible": 0, "oom": 1, **report_of(fitters, seeds, space.metric),
+                     **info})
 
 
 def _oom_error() -> type[BaseException]:
@@ -317,9 +285,9 @@ def _oom_error() -> type[BaseException]:
     return torch.cuda.OutOfMemoryError
 
 
-def _live_blocks(ctx: TrialContext, cfg: TrainConfig, placement: Placement,
-                 blocks: SeedBlocks) -> tuple[Callable[[list[int]], None], Any]:
-    """A function that starts a block of real training runs (one Fitter per seed), and the device."""
+def _live_fitters(ctx: TrialContext, cfg: TrainConfig, placement: Placement, seeds: list[int]
+                  ) -> tuple[list[Any], Any]:
+    """One Fitter per seed over the workspace's train and validation splits, and the device."""
     import torch
 
     from vdes_tune.training.classify import SEARCH_SPLITS, load_frames, pick_device, prepare_classification
@@ -333,40 +301,25 @@ def _live_blocks(ctx: TrialContext, cfg: TrainConfig, placement: Placement,
         torch.cuda.set_per_process_memory_fraction(min(1.0, share), device)
     workspace = Workspace.at(ctx.work)
     frames = load_frames(cfg, workspace, SEARCH_SPLITS)
-
-    def start(seeds: list[int]) -> None:
-        # Seeds of a block run in lockstep so every report averages the same epoch; on a GPU the idle ones
-        # wait on the CPU, so the trial's peak is one seed's (what the estimate counts).
-        park = device.type == "cuda" and len(seeds) > 1
-        for seed in seeds:
-            run = prepare_classification(replace(cfg, seed=seed), workspace, frames, device)
-            if park:
-                run.task.to(torch.device("cpu"))
-            blocks.active.append(run.fitter(keep_best_state=False))
-        blocks.active_seeds = list(seeds)
-    return start, device
+    # Seeds run in lockstep so every report averages the same epoch; on a GPU the idle ones wait on the CPU,
+    # so the trial's peak is one seed's (what the estimate counts).
+    park = device.type == "cuda" and len(seeds) > 1
+    fitters = []
+    for seed in seeds:
+        run = prepare_classification(replace(cfg, seed=seed), workspace, frames, device)
+        if park:
+            run.task.to(torch.device("cpu"))
+        fitters.append(run.fitter(keep_best_state=False))
+    return fitters, device
 
 
-def _replay_blocks(ctx: TrialContext, cfg: TrainConfig, point: dict[str, Any], blocks: SeedBlocks,
-                   replay: int) -> Callable[[list[int]], None]:
-    """A function that starts a block of replayed runs (curves of the recorded seeds drawn for this replay)."""
-    assert ctx.replay is not None
-    seed_map = ctx.replay.seed_maps[replay]
-
-    def start(seeds: list[int]) -> None:
-        base = blocks.seeds[0]
-        blocks.active = [_replay_fitter(ctx.replay, cfg, point, seed_map[s - base]) for s in seeds]
-        blocks.active_seeds = list(seeds)
-    return start
-
-
-def _stepper(blocks: SeedBlocks, device: Any) -> Callable[[], list[dict[str, Any]]]:
-    """A function that trains one epoch of every unfinished seed of the active block."""
+def _stepper(fitters: list[Any], device: Any) -> Callable[[], list[dict[str, Any]]]:
+    """A function that trains one epoch of every unfinished seed."""
 
     def step() -> list[dict[str, Any]]:
         last = []
-        park = device is not None and device.type == "cuda" and len(blocks.active) > 1
-        for fitter in [f for f in blocks.active if not f.done]:
+        park = device is not None and device.type == "cuda" and len(fitters) > 1
+        for fitter in [f for f in fitters if not f.done]:
             if park:
                 fitter.task.to(device)
             last.append(fitter.step())

@@ -14,13 +14,9 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from vdes_tune.search.race import point_key
+
 ATTEMPTS = 50
-
-
-def point_key(config: dict[str, Any]) -> tuple:
-    """A hashable key of a configuration's searched values (floats to 12 significant digits)."""
-    return tuple(sorted((k, float(f"{v:.12g}") if isinstance(v, float) else v)
-                        for k, v in config.items() if not k.startswith("_")))
 
 
 class UniquePoints(Searcher):
