@@ -163,7 +163,7 @@ def print_truth(path: Path) -> None:
     print(f"truth of {path}: {len(found)} points; truth seeds {list(table.truth_seeds)}, search seeds "
           f"{list(table.search_seeds)}; best-validation-epoch val F1")
     cols = [*table.params, "true_mean", "true_se", "search_mean"]
-    print(found[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(found[cols].to_string(index=False, formatters={c: (lambda v: f"{v:g}") for c in table.params if found[c].dtype.kind == "f"}, float_format=lambda v: f"{v:.4f}"))
     stable = top_stability(table)
     print(f"top stability (bootstrap of the {len(table.truth_seeds)} truth seeds, {stable['draws']} draws): "
           f"point {stable['best_point']} is best in {stable['p_same_best']:.0%}; within 0.02 of the draw's best "
@@ -330,7 +330,7 @@ def main() -> None:
     rep.add_argument("--replays", type=int, default=100)
     rep.add_argument("--strategies", default="", help="comma-separated names (default: all)")
     rep.add_argument("--batch", type=int, default=25, help="replays of a strategy per Tuner run")
-    rep.add_argument("--parallel", type=int, default=2, help="Tuner runs at once (drivers on one Ray instance)")
+    rep.add_argument("--parallel", type=int, default=4, help="Tuner runs at once (drivers on one Ray instance)")
     rep.add_argument("--out", default=str(DATA / "replays-table2.json"))
     rep.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "search-replays.png"))
     rep.add_argument("--log-dir", default=str(ROOT / "bench-work" / "logs"))

@@ -206,3 +206,17 @@ def test_the_search_report_says_how_sure_the_choice_is_and_what_the_race_dropped
     assert len(ruled_out) >= 1 and ruled_out["race_why"].str.contains("cutoff|worse than the incumbent").all()
     assert found["cost_seed_epochs"] == seeds["seed_epochs"].sum() < len(LRS) * 6 * EPOCHS
     assert "importance" in found["figure_notes"].get("search_importance.png", "")  # 4 points of 1 parameter
+
+
+def test_points_that_tie_on_the_objective_rank_by_roc_auc_then_loss_not_by_trial_id():
+    from vdes_tune.search.export import Experiment, TrialRecord, leaderboard
+    from vdes_tune.search.space import parse_space
+
+    space = parse_space({"arch": 1, "metric": "val_f1", "algorithm": "grid",
+                         "parameters": {"train.lr": {"choice": [1e-3, 5e-4, 1e-4]}}}, "s.yaml")
+    result = {"val_f1": 0.7, "feasible": 1, "epoch": 30, "seed_scores": {"0": 0.7}}
+    trials = [TrialRecord("ffff", "TERMINATED", {"train.lr": 1e-3}, {**result, "val_roc_auc": 0.80, "val_loss": 0.5}),
+              TrialRecord("0000", "TERMINATED", {"train.lr": 5e-4}, {**result, "val_roc_auc": 0.85, "val_loss": 0.6}),
+              TrialRecord("aaaa", "TERMINATED", {"train.lr": 1e-4}, {**result, "val_roc_auc": 0.80, "val_loss": 0.4})]
+    board = leaderboard(Experiment("/nowhere", {}, space, trials))
+    assert list(board["train.lr"]) == [5e-4, 1e-4, 1e-3]

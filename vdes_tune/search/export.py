@@ -113,11 +113,14 @@ def leaderboard(exp: Experiment) -> pd.DataFrame:
         return board
     good = (board["status"] == "TERMINATED") & (board["feasible"] == 1) & ~board["race"].isin(DROPPED)
     board["_group"] = (~good).astype(int)
-    # A race's survivors are compared at equal seeds: more seeds first, then the objective.
+    # A race's survivors are compared at equal seeds: more seeds first, then the objective. F1 on a small
+    # validation set ties often; ties are broken as the training loop breaks them between epochs (ROC-AUC,
+    # then loss), then by the order the points were tried, never by Tune's random trial ids.
     board["_seeds"] = -board["seeds"] if exp.race is not None else 0
-    board = board.sort_values(["_group", "_seeds", space.metric, "trial_id"],
-                              ascending=[True, True, space.mode == "min", True], na_position="last")
-    board = board.drop(columns=["_group", "_seeds"]).reset_index(drop=True)
+    board["_order"] = range(len(board))
+    board = board.sort_values(["_group", "_seeds", space.metric, "val_roc_auc", "val_loss", "_order"],
+                              ascending=[True, True, space.mode == "min", False, True, True], na_position="last")
+    board = board.drop(columns=["_group", "_seeds", "_order"]).reset_index(drop=True)
     board.insert(0, "rank", range(1, len(board) + 1))
     return board
 

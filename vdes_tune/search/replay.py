@@ -70,6 +70,7 @@ class Multiplexed(Searcher):
         self.given = [0] * len(searchers)
         self.done: set[int] = set()
         self.owner: dict[str, int] = {}
+        self.busy: set[int] = set()  # replays with a trial running: a replay runs its trials one at a time
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         """Each inner searcher was built with its metric and mode."""
@@ -78,7 +79,7 @@ class Multiplexed(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         """The next point of the first replay that has one."""
         for i, searcher in enumerate(self.searchers):
-            if i in self.done:
+            if i in self.done or i in self.busy:
                 continue
             if self.given[i] >= self.sizes[i]:
                 self.done.add(i)
@@ -91,6 +92,7 @@ class Multiplexed(Searcher):
                 continue
             self.given[i] += 1
             self.owner[trial_id] = i
+            self.busy.add(i)
             return {**config, REPLAY_KEY: i}
         return Searcher.FINISHED if len(self.done) == len(self.searchers) else None
 
@@ -99,7 +101,8 @@ class Multiplexed(Searcher):
         self.searchers[self.owner[trial_id]].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        """Forward to the trial's replay."""
+        """Forward to the trial's replay, whose next trial may then start."""
+        self.busy.discard(self.owner[trial_id])
         self.searchers[self.owner[trial_id]].on_trial_complete(trial_id, result=result, error=error)
 
 
@@ -150,8 +153,8 @@ def race_log_names(replay: int) -> tuple[str, str]:
 
 def replay_batch(table: CurveTable, strategy: ReplayStrategy, replays: list[int], truth: dict[int, float],
                  storage: str | None = None) -> list[dict[str, Any]]:
-    """Replays `replays` of `strategy` in one Tuner run; one result per replay (the exported point, its true
-    value, regret, cost in seed-epochs)."""
+    """Replays `replays` of `strategy` in one Tuner run, trials one at a time; one result per replay (the
+    exported point, its true value, regret, cost in seed-epochs)."""
     from vdes_tune.search.export import Experiment, load_experiment
     from vdes_tune.search.race import read_race_log
     from vdes_tune.search.runner import build_tuner
