@@ -6,11 +6,13 @@ record   trains every point of a grid space for every seed and keeps each epoch'
 replay   runs each strategy many times against a table through the project's own search code (Tuner,
          searcher, scheduler, repeat policy, export), a replay trainable reading the curves instead of
          training, and prints the probability of ending within 0.02 F1 of the true best, regret and cost.
+live     runs one strategy as a real search on the table's phantom and scores where it ends by the truth.
 truth    prints a table's truth: each point's mean over the held-out seeds and how stable the top is.
 
     python benchmarks/curves.py record [--space benchmarks/data/table2-space.yaml] [--patients 100]
         [--crop-size 64] [--seeds 16] [--holdout 6] [--phantom-seed 0] [--workers 2] [--out TABLE] [--work DIR]
     python benchmarks/curves.py replay --table benchmarks/data/curves-table2.parquet [--replays 100]
+    python benchmarks/curves.py live --table benchmarks/data/curves-table2.parquet [--strategy noise-aware]
     python benchmarks/curves.py truth --table benchmarks/data/curves-table2.parquet
 """
 
@@ -75,17 +77,29 @@ def _run_curve(space: Any, index: int, point: dict[str, Any], seed: int, work: s
     return sum(r["seconds"] for r in rows)
 
 
+def prepare_dataset(synth: Any, ingest_cfg: Any, work: Path, cpus: int) -> Any:
+    """The phantom of `synth` ingested with `ingest_cfg` under `work` (made once; ingest skips itself after)."""
+    from vdes_tune.data.synthetic import write_dataset
+    from vdes_tune.runtime import ray_session
+    from vdes_tune.stages import ingest
+    from vdes_tune.workspace import Workspace
+
+    raw = work / "raw"
+    if not (raw / ".complete").is_file():
+        write_dataset(synth, raw)
+        (raw / ".complete").write_text("")
+    with ray_session(num_cpus=cpus, log_dir=work / "logs", name="ingest"):
+        return ingest.run(ingest_cfg, Workspace.at(work / "work"), raw)
+
+
 def record(args: argparse.Namespace) -> None:
     """Record (or resume recording) the curves of every point x seed of a grid space."""
     import pandas as pd
 
     from vdes_tune import __version__
     from vdes_tune.config import IngestConfig, SynthConfig, to_dict
-    from vdes_tune.data.synthetic import write_dataset
-    from vdes_tune.runtime import ray_session
     from vdes_tune.search.curves import write_table
     from vdes_tune.search.space import load_space
-    from vdes_tune.stages import ingest
     from vdes_tune.workspace import Workspace, write_json
 
     space = load_space(args.space, args.set)
@@ -107,12 +121,8 @@ def record(args: argparse.Namespace) -> None:
         sys.exit(f"{work}: recorded with other settings ({made}); pass another --work or delete it")
     work.mkdir(parents=True, exist_ok=True)
     write_json(made, {"settings": settings})
-    raw, ws = work / "raw", Workspace.at(work / "work")
-    if not (raw / ".complete").is_file():
-        write_dataset(synth, raw)
-        (raw / ".complete").write_text("")
-    with ray_session(num_cpus=args.workers, log_dir=work / "logs", name="ingest"):
-        summary = ingest.run(ingest_cfg, ws, raw)  # skips itself when already done
+    ws = Workspace.at(work / "work")
+    summary = prepare_dataset(synth, ingest_cfg, work, args.workers)
     runs = work / "runs"
     runs.mkdir(exist_ok=True)
     # Seed-major order: an interrupted recording holds whole seeds, the first ones.
@@ -309,8 +319,57 @@ def figure(summary: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def live(args: argparse.Namespace) -> None:
+    """A live search (real training) of the table's space with a replayed strategy, on the table's own phantom:
+    where it ends by the table's truth, what it cost, and whether its trials trained the recorded curves."""
+    import pandas as pd
+
+    from vdes_tune.config import IngestConfig, SynthConfig, from_dict
+    from vdes_tune.runtime import ray_session
+    from vdes_tune.search.curves import best_epoch_rows, read_table, truth
+    from vdes_tune.search.export import export, leaderboard, load_experiment
+    from vdes_tune.search.replay import TOLERANCE, paper_cost
+    from vdes_tune.search.runner import SearchOptions, run_search
+
+    table = read_table(args.table)
+    strategy = {s.name: s for s in strategies(table)}[args.strategy]
+    space = strategy.space(table, 0)
+    work = Path(args.work or ROOT / "bench-work" / f"curves-{Path(args.table).stem}").resolve()
+    prepare_dataset(from_dict(SynthConfig, table.meta["phantom"]), from_dict(IngestConfig, table.meta["ingest"]),
+                    work, 2)
+    name = f"live-{args.strategy}"
+    start = time.perf_counter()
+    with ray_session(num_cpus=args.concurrent, log_dir=work / "logs", name="live"):
+        run_search(space, work / "work", SearchOptions(name=name, max_concurrent=args.concurrent, cpus_per_trial=1))
+    wall = time.perf_counter() - start
+    out = export(name, work / "work")
+    exp = load_experiment(str(work / "work" / "search" / name))
+    board = leaderboard(exp)
+    true = truth(table)["true_mean"]
+    chosen = table.point_of(next(iter(yaml_load(out["best"])["architectures"].values()))["searched"])
+    cost = int(board["seed_epochs"].sum())
+    recorded = best_epoch_rows(table.frame).set_index(["point", "seed"])["val_f1"]
+    same = [float(v) == float(recorded[(table.point_of(t.config), int(s))])
+            for t in exp.trials for s, v in (t.last_result.get("seed_scores") or {}).items()]
+    print(f"live {args.strategy} search ({args.concurrent} trials at a time, 1 CPU each): {len(exp.trials)} trials, "
+          f"{cost} seed-epochs = {cost / paper_cost(table):.3f} of the paper protocol, wall {wall / 60:.1f} min")
+    print(f"exported point {chosen} {table.values_of(chosen)}: true {true[chosen]:.4f}, true best {true.max():.4f}, "
+          f"regret {true.max() - true[chosen]:.4f}: {'within' if true.max() - true[chosen] <= TOLERANCE else 'NOT within'}"
+          f" {TOLERANCE}")
+    print(f"seed scores equal to the recorded curves: {sum(same)} of {len(same)}")
+    print(pd.DataFrame(board)[[*table.params, "seeds", "val_f1", "seed_epochs", "race", "race_why"]].to_string(
+        index=False))
+
+
+def yaml_load(path: str) -> Any:
+    """A YAML file's content."""
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
 def main() -> None:
-    """Command line: record, replay or truth."""
+    """Command line: record, replay, live or truth."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="train every point x seed and write the table")
@@ -334,6 +393,11 @@ def main() -> None:
     rep.add_argument("--out", default=str(DATA / "replays-table2.json"))
     rep.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "search-replays.png"))
     rep.add_argument("--log-dir", default=str(ROOT / "bench-work" / "logs"))
+    lv = sub.add_parser("live", help="a live search with a strategy on the table's phantom, scored by its truth")
+    lv.add_argument("--table", default=str(DEFAULT_TABLE))
+    lv.add_argument("--strategy", default="noise-aware")
+    lv.add_argument("--concurrent", type=int, default=2)
+    lv.add_argument("--work", default="", help="where the phantom is ingested (default: the recording's)")
     tr = sub.add_parser("truth", help="print a table's truth")
     tr.add_argument("--table", default=str(DEFAULT_TABLE))
     args = parser.parse_args()
@@ -341,6 +405,8 @@ def main() -> None:
         record(args)
     elif args.command == "replay":
         replay(args)
+    elif args.command == "live":
+        live(args)
     elif args.command == "truth":
         print_truth(Path(args.table))
 

@@ -2,7 +2,8 @@
 
 Reports the best validation F1 each reaches (mean over repeat seeds, with the grid best's std) and
 the seed-epochs each spends. Goal: TPE+ASHA within one std of the grid's best for at most a third
-of its epochs.
+of its epochs. One run of each, on noise as large as the differences: `benchmarks/curves.py replay`
+is the measurement that says how often a strategy finds the best (docs/benchmarks.md).
 
     python benchmarks/search.py [--patients 30] [--crop-size 96] [--epochs 6] [--repeats 2] [--samples 4]
                                 [--batch-size 16]
@@ -44,9 +45,9 @@ def _space(path: Path, algorithm: str, args: argparse.Namespace) -> Path:
     return path
 
 
-def _spent(board: pd.DataFrame, repeats: int) -> int:
-    """Seed-epochs trained: epochs reported per trial times the seeds each trains."""
-    return int(board["epochs"].sum()) * repeats
+def _spent(board: pd.DataFrame) -> int:
+    """Seed-epochs trained, over every trial of every point."""
+    return int(board["seed_epochs"].sum())
 
 
 def main() -> None:
@@ -73,7 +74,7 @@ def main() -> None:
             rows[algorithm] = {"trials": len(board), "best_val_f1": float(best["val_f1"]),
                                "best_val_f1_std": float(best["val_f1_std"]), "best": {
                                    "classifier": best["train.classifier"], "lr": float(best["train.lr"])},
-                               "seed_epochs": _spent(board, args.repeats), "seconds": time.perf_counter() - start,
+                               "seed_epochs": _spent(board), "seconds": time.perf_counter() - start,
                                "board": [{"classifier": r["train.classifier"], "lr": float(r["train.lr"]),
                                           "val_f1": float(r["val_f1"]), "val_f1_std": float(r["val_f1_std"]),
                                           "epochs": int(r["epochs"])} for _, r in board.iterrows()]}

@@ -157,6 +157,7 @@ class RacingSearcher(Searcher):
                 self._log(k, "continued", {**found, "why": f"not shown worse (p = {found['p_worse']:.4g}) nor tied "
                                                           f"(p = {found['p_not_better_by_delta']:.4g})"})
         self._log(best, "incumbent", {"round": self.round, "why": "best mean over its seeds"})
+        self._save_log()
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Forward a first-seeds trial's results to the point searcher."""

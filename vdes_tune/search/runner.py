@@ -52,7 +52,10 @@ class LiveSummary(tune.Callback):
 
     def __init__(self, space: SearchSpace, every_s: float = 15.0) -> None:
         super().__init__()
-        self.metric, self.mode, self.total, self.every_s = space.metric, space.mode, space.size, every_s
+        self.metric, self.mode, self.every_s = space.metric, space.mode, every_s
+        # A race adds a trial for each extra seed of a contender, so its count is only bounded in advance.
+        self.total = f"{space.size}" if not space.strategy.races else f"{space.size} points, up to " \
+                                                                           f"{space.strategy.most_trials(space.size)}"
         self.best: tuple[float, str] | None = None
         self.last_line, self.last_time = "", 0.0
 

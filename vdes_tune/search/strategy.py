@@ -72,8 +72,9 @@ class Strategy:
         return self.first_seeds if self.races else self.repeats
 
     def most_trials(self, points: int) -> int:
-        """An upper bound on the trials of a search over `points` points (a race adds a trial per extra seed)."""
-        return points * (1 + self.repeats - self.first_seeds) if self.races else points
+        """Tune's sample count for a search over `points` points. A race adds a trial per extra seed, and takes its
+        last decision when Tune asks for one trial more than it can run (it answers that the search is over)."""
+        return points * (1 + self.repeats - self.first_seeds) + 1 if self.races else points
 
     def rung_epochs(self, epochs: int) -> tuple[int, ...]:
         """The epochs at which ASHA's rungs decide (Ray's bracket 0: grace x rf^k up to the last epoch)."""
