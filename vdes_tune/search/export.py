@@ -63,6 +63,22 @@ def load_experiment(path: str) -> Experiment:
     return Experiment(path, sidecar, space, trials, read_race_log(path))
 
 
+def progress(exp: Experiment) -> tuple[bool, str]:
+    """Whether the search is over, and how far it got: every trial finished and, for a race, the race decided
+    (a race killed between rounds has only finished trials, yet more seeds to train)."""
+    finished = sum(t.status == "TERMINATED" for t in exp.trials)
+    errored = sum(t.status == "ERROR" for t in exp.trials)
+    detail = f"{finished} of {max(exp.space.size, len(exp.trials))} trials finished" + (
+        f", {errored} errored" if errored else "")
+    if finished < max(exp.space.size, len(exp.trials)):
+        return False, detail
+    if exp.space.strategy.races:
+        racing = [p for p in (exp.race or {}).get("points", {}).values() if p.get("status") == "racing"]
+        if exp.race is None or racing:
+            return False, f"{finished} trials finished, the seed race not decided ({len(racing)} points racing)"
+    return True, f"{finished} trials finished"
+
+
 def leaderboard(exp: Experiment) -> pd.DataFrame:
     """One row per point, best first: the points a choice may come from (finished, feasible, not ruled out by a
     race) by seeds trained (when racing) and the objective, then the rest. A point's trials (its first seeds,

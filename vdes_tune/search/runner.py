@@ -227,9 +227,9 @@ def print_leaderboard(board: Any, metric: str, top: int = 10, out: Any = None) -
 
 
 def search_finished(space: SearchSpace, work: str | Path, opts: SearchOptions) -> bool:
-    """True when the experiment of `space` exists for the same space and dataset with every trial finished
-    (what lets a pipeline skip the search instead of restoring it)."""
-    from vdes_tune.search.export import load_experiment
+    """True when the experiment of `space` exists for the same space and dataset and is over (what lets a
+    pipeline skip the search instead of restoring it)."""
+    from vdes_tune.search.export import load_experiment, progress
 
     workspace = Workspace.at(work)
     workspace.pull(workspace.dataset.manifest)
@@ -241,5 +241,4 @@ def search_finished(space: SearchSpace, work: str | Path, opts: SearchOptions) -
     if sidecar.get("space_hash") != space.content_hash() or sidecar.get("dataset") != dataset_fingerprint(
             workspace.dataset):
         return False
-    trials = load_experiment(path).trials
-    return len(trials) >= space.size and all(t.status == "TERMINATED" for t in trials)
+    return progress(load_experiment(path))[0]

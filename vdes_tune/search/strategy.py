@@ -95,7 +95,7 @@ class Strategy:
     def describe(self) -> str:
         """One line for logs and reports."""
         parts = [f"{self.name}: {self.algorithm}" + (f" x {self.num_samples}" if self.algorithm != "grid" else ""),
-                 "unique points" if self.unique else ""]
+                 "unique points" if self.unique and self.algorithm != "grid" else ""]
         if self.scheduler == "asha":
             parts.append(f"ASHA grace {self.grace_period} rf {self.reduction_factor} on {self.rung_metric or 'the objective'}")
         if self.races:

@@ -110,7 +110,7 @@ def _children(parent: Path) -> list[Path]:
 def _search_state(workspace: Workspace, name: str, dataset: dict[str, str] | None) -> StageState:
     """State of the search experiment search/<name>: done when every trial finished on the current dataset."""
     from vdes_tune.errors import BadInputError
-    from vdes_tune.search.export import load_experiment
+    from vdes_tune.search.export import load_experiment, progress
 
     path = workspace.location(workspace.root / "search" / name)
     state = StageState("search", path, DONE)
@@ -126,15 +126,9 @@ def _search_state(workspace: Workspace, name: str, dataset: dict[str, str] | Non
         state.state, state.detail = STALE, "made from an earlier ingest of the dataset"
         state.repair = f"delete {path}, then {resume}"
         return state
-    trials = experiment.trials
-    finished = sum(t.status == "TERMINATED" for t in trials)
-    errored = sum(t.status == "ERROR" for t in trials)
-    if finished < max(experiment.space.size, len(trials)):
+    done, state.detail = progress(experiment)
+    if not done:
         state.state, state.repair = INCOMPLETE, f"{resume} (resumes it)"
-        state.detail = f"{finished} of {experiment.space.size} trials finished"
-        state.detail += f", {errored} errored" if errored else ""
-        return state
-    state.detail = f"{finished} trials finished"
     return state
 
 
