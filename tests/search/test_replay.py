@@ -220,3 +220,19 @@ def test_points_that_tie_on_the_objective_rank_by_roc_auc_then_loss_not_by_trial
               TrialRecord("aaaa", "TERMINATED", {"train.lr": 1e-4}, {**result, "val_roc_auc": 0.80, "val_loss": 0.4})]
     board = leaderboard(Experiment("/nowhere", {}, space, trials))
     assert list(board["train.lr"]) == [5e-4, 1e-4, 1e-3]
+
+
+def test_a_race_killed_between_rounds_is_not_over_though_every_trial_finished():
+    from vdes_tune.search.export import Experiment, TrialRecord, progress
+    from vdes_tune.search.space import parse_space
+
+    space = parse_space({"arch": 1, "metric": "val_f1", "algorithm": "grid", "strategy": "noise-aware", "repeats": 4,
+                         "parameters": {"train.lr": {"choice": [1e-3, 5e-4]}}}, "s.yaml")
+    trials = [TrialRecord(t, "TERMINATED", {"train.lr": lr}, {"val_f1": 0.7, "seed_scores": {"0": 0.7, "1": 0.7}})
+              for t, lr in (("a", 1e-3), ("b", 5e-4))]
+    racing = {"points": {"x": {"status": "racing"}, "y": {"status": "racing"}}}
+    assert progress(Experiment("/x", {}, space, trials, racing)) == (
+        False, "2 trials finished, the seed race not decided (2 points racing)")
+    decided = {"points": {"x": {"status": "finished"}, "y": {"status": "dropped"}}}
+    assert progress(Experiment("/x", {}, space, trials, decided)) == (True, "2 trials finished")
+    assert not progress(Experiment("/x", {}, space, trials, None))[0]  # no race log yet

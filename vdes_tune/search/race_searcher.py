@@ -21,7 +21,6 @@ ASHA compared against, to `rungs.json`); export and the search report read both.
 from __future__ import annotations
 
 import json
-import pickle
 import statistics
 from typing import Any
 
@@ -30,6 +29,7 @@ from ray.tune.search import Searcher
 
 from vdes_tune.search.race import evidence, paired_p, point_id, seed_scores
 from vdes_tune.search.trainable import SEED_COUNT, SEED_START
+from vdes_tune.search.unique import PickledSearcher
 
 
 def _write(path: str, data: dict[str, Any]) -> None:
@@ -47,7 +47,7 @@ def _key(config: dict[str, Any]) -> str:
     return point_id(config)
 
 
-class RacingSearcher(Searcher):
+class RacingSearcher(PickledSearcher):
     """The point searcher's points, then rounds of one more seed for each contender (see the module doc)."""
 
     def __init__(self, base: Searcher, points: int, first_seeds: int, max_seeds: int, alpha: float, test: str,
@@ -198,18 +198,8 @@ class RacingSearcher(Searcher):
     def _save_log(self) -> None:
         _write(self.log_path, {"settings": {"first_seeds": self.first_seeds, "max_seeds": self.max_seeds,
                                             "alpha": self.alpha, "test": self.test, "delta": self.delta},
-                               "points": {k: {kk: v for kk, v in p.items()} for k, p in self.points.items()},
+                               "points": {k: dict(p) for k, p in self.points.items()},
                                "events": self.events})
-
-    def save(self, checkpoint_path: str) -> None:
-        """Save the race and the point searcher (Tune resumes a search from it)."""
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Restore what `save` wrote."""
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
 
 
 class RungScheduler(ASHAScheduler):

@@ -19,7 +19,26 @@ from vdes_tune.search.race import point_key
 ATTEMPTS = 50
 
 
-class UniquePoints(Searcher):
+class PickledSearcher(Searcher):
+    """A searcher wrapper whose whole state, the wrapped searcher included, Tune saves and restores by pickle
+    (what lets a killed search resume where it was)."""
+
+    def save(self, checkpoint_path: str) -> None:
+        """Save this wrapper and its inner searcher."""
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restore what `save` wrote."""
+        import pickle
+
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+class UniquePoints(PickledSearcher):
     """Wraps a searcher so that each point is suggested at most once."""
 
     def __init__(self, inner: Searcher, finite_points: list[dict[str, Any]] | None = None,
@@ -82,18 +101,3 @@ class UniquePoints(Searcher):
                 self.inner.add_evaluated_point(config, result[self.metric])
             return
         self.inner.on_trial_complete(self._inner_id(trial_id), result=result, error=error)
-
-    def save(self, checkpoint_path: str) -> None:
-        """Save the inner searcher and this wrapper's memory (Tune resumes a search from it)."""
-        import pickle
-
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Restore what `save` wrote."""
-        import pickle
-
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
-
