@@ -117,10 +117,13 @@ def record(args: argparse.Namespace) -> None:
     work = Path(args.work or ROOT / "bench-work" / f"curves-{out.stem}").resolve()
     settings = {"space": space.source, "phantom": to_dict(synth), "ingest": to_dict(ingest_cfg)}
     made = work / "record.json"
-    if made.is_file() and json.loads(made.read_text())["settings"] != json.loads(json.dumps(settings)):
+    before = json.loads(made.read_text()) if made.is_file() else None
+    if before and before["settings"] != json.loads(json.dumps(settings)):
         sys.exit(f"{work}: recorded with other settings ({made}); pass another --work or delete it")
     work.mkdir(parents=True, exist_ok=True)
-    write_json(made, {"settings": settings})
+    # The commit that trains the first runs; a resumed recording adds the one that finished it.
+    commits = (before or {}).get("commits", []) + [_commit()]
+    write_json(made, {"settings": settings, "commits": list(dict.fromkeys(commits))})
     ws = Workspace.at(work / "work")
     summary = prepare_dataset(synth, ingest_cfg, work, args.workers)
     runs = work / "runs"
@@ -153,7 +156,8 @@ def record(args: argparse.Namespace) -> None:
         "space": space.source, "space_name": space.name, "params": list(space.searched), "arch": list(space.arch),
         "epochs": space.epochs, "search_seeds": search_seeds, "truth_seeds": truth_seeds,
         "phantom": to_dict(synth), "ingest": to_dict(ingest_cfg), "crops": crops,
-        "table1": summary.table1, "commit": _commit(), "vdes_tune": __version__,
+        "table1": summary.table1, "commit": list(dict.fromkeys(commits))[0], "commits": list(dict.fromkeys(commits)),
+        "vdes_tune": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "threads_per_run": 1, "workers": args.workers, "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
         "train_seconds": float(frame["seconds"].sum()),
@@ -202,6 +206,21 @@ def strategies(table: Any) -> list[Any]:
     ]
 
 
+def ablations(table: Any) -> list[Any]:
+    """Variants of the noise-aware strategy, each without one of its parts (`replay --ablation`)."""
+    from vdes_tune.search.replay import ReplayStrategy
+
+    every = len(table.search_seeds)
+    base = {"strategy": "noise-aware", "repeats": every}
+    return [
+        ReplayStrategy("na-no-rungs", {**base, "asha": {"grace_period": table.epochs}}),
+        ReplayStrategy("na-no-tie", {**base, "race": {"delta": 0.0}}),
+        ReplayStrategy("na-t-test", {**base, "race": {"test": "t"}}),
+        ReplayStrategy("na-rungs-on-f1", {**base, "asha": {"metric": "val_f1"}}),
+        ReplayStrategy("na-first-1", {**base, "race": {"first_seeds": 1}}),
+    ]
+
+
 def _replay_jobs(table_path: str, jobs: list[tuple[str, list[int]]], truth: dict[int, float]) -> list[dict]:
     """Run some batches of replays one after another (a Ray task: several run side by side on one Ray)."""
     import optuna
@@ -211,7 +230,7 @@ def _replay_jobs(table_path: str, jobs: list[tuple[str, list[int]]], truth: dict
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     table = read_table(table_path)
-    by_name = {s.name: s for s in strategies(table)}
+    by_name = {s.name: s for s in strategies(table) + ablations(table)}
     return [row for name, batch in jobs for row in replay_batch(table, by_name[name], batch, truth)]
 
 
@@ -224,8 +243,9 @@ def replay(args: argparse.Namespace) -> None:
 
     table = read_table(args.table)
     true = truth(table)["true_mean"].to_dict()
-    names = [s.name for s in strategies(table)]
-    chosen = args.strategies.split(",") if args.strategies else names
+    names = [s.name for s in strategies(table) + ablations(table)]
+    chosen = args.strategies.split(",") if args.strategies else [s.name for s in (
+        ablations(table) if args.ablation else strategies(table))]
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         sys.exit(f"--strategies: unknown {unknown}; known: {names}")
@@ -332,7 +352,7 @@ def live(args: argparse.Namespace) -> None:
     from vdes_tune.search.runner import SearchOptions, run_search
 
     table = read_table(args.table)
-    strategy = {s.name: s for s in strategies(table)}[args.strategy]
+    strategy = {s.name: s for s in strategies(table) + ablations(table)}[args.strategy]
     space = strategy.space(table, 0)
     work = Path(args.work or ROOT / "bench-work" / f"curves-{Path(args.table).stem}").resolve()
     prepare_dataset(from_dict(SynthConfig, table.meta["phantom"]), from_dict(IngestConfig, table.meta["ingest"]),
@@ -387,7 +407,8 @@ def main() -> None:
     rep = sub.add_parser("replay", help="replay the strategies against a table")
     rep.add_argument("--table", default=str(DEFAULT_TABLE))
     rep.add_argument("--replays", type=int, default=100)
-    rep.add_argument("--strategies", default="", help="comma-separated names (default: all)")
+    rep.add_argument("--strategies", default="", help="comma-separated names (default: every main strategy)")
+    rep.add_argument("--ablation", action="store_true", help="replay the noise-aware variants instead")
     rep.add_argument("--batch", type=int, default=25, help="replays of a strategy per Tuner run")
     rep.add_argument("--parallel", type=int, default=4, help="Tuner runs at once (drivers on one Ray instance)")
     rep.add_argument("--out", default=str(DATA / "replays-table2.json"))
