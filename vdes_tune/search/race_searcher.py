@@ -43,10 +43,6 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def _key(config: dict[str, Any]) -> str:
-    return point_id(config)
-
-
 class RacingSearcher(PickledSearcher):
     """The point searcher's points, then rounds of one more seed for each contender (see the module doc)."""
 
@@ -90,7 +86,7 @@ class RacingSearcher(PickledSearcher):
         return self._next_seed(trial_id)
 
     def _start(self, trial_id: str, config: dict[str, Any], start: int, count: int) -> dict[str, Any]:
-        key = _key(config)
+        key = point_id(config)
         point = self.points.setdefault(key, {"config": dict(config), "scores": {}, "status": "racing", "why": "",
                                              "trials": [], "seed_epochs": 0})
         point["trials"].append(trial_id)
