@@ -43,7 +43,8 @@ def test_paper_grids_enumerate_exactly():
     drop = load_space("paper_dropout")
     assert len(drop.grid()) == 9
     joint = load_space("joint")
-    assert (joint.strategy.algorithm, joint.strategy.scheduler) == ("optuna-tpe", "asha")
+    assert (joint.strategy.algorithm, joint.strategy.scheduler, joint.strategy.unique) == ("optuna-tpe", "race", True)
+    assert all(load_space(n).strategy.name == "noise-aware" for n in ("paper_classifier_lr", "paper_dropout"))
     assert set(joint.parameters) >= {"train.classifier", "train.lr", "train.unet_width", "train.unet_depth",
                                      "train.unet_dropout", "train.dropout"}
 
