@@ -184,9 +184,8 @@ def print_truth(path: Path) -> None:
           f"in {stable['p_best_within_tolerance']:.0%}; best-point shares {stable['p_best']}")
 
 
-# The strategies a replay compares, as edits of the table's space. The paper's protocol draws its seeds with
-# replacement (a bootstrap of the search seeds: how often would that many fresh seeds choose right);
-# the others draw distinct seeds. Random and TPE get the samples and seeds of today's benchmark search.
+# The strategies a replay compares, as edits of the table's space. Random and TPE get the samples and seeds
+# per point of today's benchmark search.
 def strategies(table: Any) -> list[Any]:
     """The replayed strategies for a table (the paper's protocol uses every search seed)."""
     from vdes_tune.search.replay import ReplayStrategy
@@ -194,7 +193,7 @@ def strategies(table: Any) -> list[Any]:
     every = len(table.search_seeds)
     n = len(table.points)
     return [
-        ReplayStrategy("paper", {"repeats": every}, draw="bootstrap"),
+        ReplayStrategy("paper", {"repeats": every}),
         ReplayStrategy("grid-1", {"repeats": 1}),
         ReplayStrategy("grid-2", {"repeats": 2}),
         ReplayStrategy("grid-3", {"repeats": 3}),
@@ -207,18 +206,28 @@ def strategies(table: Any) -> list[Any]:
 
 
 def ablations(table: Any) -> list[Any]:
-    """Variants of the noise-aware strategy, each without one of its parts (`replay --ablation`)."""
+    """Variants of the noise-aware strategy, one part changed at a time (`replay --ablation`): the rung metric
+    (ROC-AUC or loss), the rungs (every one that fits, one rung keeping half, none), the indifference zone
+    (delta 0.02 or none), the paired test and the first block."""
     from vdes_tune.search.replay import ReplayStrategy
 
-    every = len(table.search_seeds)
-    base = {"strategy": "noise-aware", "repeats": every}
-    return [
-        ReplayStrategy("na-no-rungs", {**base, "asha": {"grace_period": table.epochs}}),
-        ReplayStrategy("na-no-tie", {**base, "race": {"delta": 0.0}}),
-        ReplayStrategy("na-t-test", {**base, "race": {"test": "t"}}),
-        ReplayStrategy("na-rungs-on-f1", {**base, "asha": {"metric": "val_f1"}}),
-        ReplayStrategy("na-first-1", {**base, "race": {"first_seeds": 1}}),
-    ]
+    base = {"strategy": "noise-aware", "repeats": len(table.search_seeds)}
+    one_rung = {"rungs": 1, "reduction_factor": 2}
+    no_rungs = {"grace_period": table.epochs}
+    variants = {
+        "na-roc-rungs": {},
+        "na-loss-rungs": {"asha": {"metric": "val_loss"}},
+        "na-f1-rungs": {"asha": {"metric": "val_f1"}},
+        "na-roc-1-rung": {"asha": one_rung},
+        "na-loss-1-rung": {"asha": {"metric": "val_loss", **one_rung}},
+        "na-no-rungs": {"asha": no_rungs},
+        "na-roc-rungs-no-tie": {"race": {"delta": 0.0}},
+        "na-loss-rungs-no-tie": {"asha": {"metric": "val_loss"}, "race": {"delta": 0.0}},
+        "na-no-rungs-no-tie": {"asha": no_rungs, "race": {"delta": 0.0}},
+        "na-roc-rungs-t-test": {"race": {"test": "t"}},
+        "na-no-rungs-t-first-1-no-tie": {"asha": no_rungs, "race": {"first_seeds": 1, "delta": 0.0, "test": "t"}},
+    }
+    return [ReplayStrategy(name, {**base, **edit}) for name, edit in variants.items()]
 
 
 def _replay_jobs(table_path: str, jobs: list[tuple[str, list[int]]], truth: dict[int, float]) -> list[dict]:
@@ -277,25 +286,56 @@ def replay(args: argparse.Namespace) -> None:
 
 
 def summarise(table: Any, rows: list[dict], wall: float) -> list[dict]:
-    """Per strategy: P(within 0.02 of the true best) with its Wilson 95% interval, mean regret, cost."""
+    """Per strategy: P(within 0.02 of the true best) with its Wilson 95% interval over replays; the same
+    probability averaged over bootstrap draws of the truth seeds (the truth's own uncertainty) with the 2.5-97.5%
+    range over draws; mean regret; cost."""
     import statistics
 
-    from vdes_tune.search.replay import paper_cost, wilson
+    import numpy as np
+
+    from vdes_tune.search.curves import truth_draws
+    from vdes_tune.search.replay import TOLERANCE, paper_cost, wilson
 
     full = paper_cost(table)
+    draws = truth_draws(table)
+    close = draws.ge(draws.max(axis=1) - TOLERANCE - 1e-12, axis=0)  # draws x points: within the draw's best
     out = []
     for name in dict.fromkeys(r["strategy"] for r in rows):
         mine = [r for r in rows if r["strategy"] == name]
         hits = sum(r["within"] for r in mine)
         low, high = wilson(hits, len(mine))
+        per_draw = close[[r["point"] for r in mine]].mean(axis=1).to_numpy()  # P over replays, per truth draw
         out.append({"strategy": name, "replays": len(mine), "p_within": hits / len(mine), "ci_low": low,
-                    "ci_high": high, "mean_regret": statistics.fmean(r["regret"] for r in mine),
+                    "ci_high": high, "p_within_truth_boot": float(per_draw.mean()),
+                    "truth_boot_low": float(np.percentile(per_draw, 2.5)),
+                    "truth_boot_high": float(np.percentile(per_draw, 97.5)),
+                    "mean_regret": statistics.fmean(r["regret"] for r in mine),
                     "cost": statistics.fmean(r["seed_epochs"] for r in mine) / full,
                     "seed_epochs": statistics.fmean(r["seed_epochs"] for r in mine),
                     "seconds_per_replay": statistics.fmean(r["seconds"] for r in mine),
                     "points_chosen": dict(sorted(
                         {str(p): sum(r["point"] == p for r in mine) for p in {r["point"] for r in mine}}.items()))})
+    reference = {r["replay"]: r["within"] for r in rows if r["strategy"] == REFERENCE}
+    for s in out:
+        s["versus_" + REFERENCE] = mcnemar(reference, {r["replay"]: r["within"] for r in rows
+                                                       if r["strategy"] == s["strategy"]})
     return out
+
+
+REFERENCE = "noise-aware"  # the strategy every other is paired with (same replay: same seeds drawn)
+
+
+def mcnemar(ref: dict[int, bool], other: dict[int, bool]) -> dict[str, Any]:
+    """Paired comparison of two strategies' hits over the replays both ran (common seed draws): the replays
+    only the reference got right, only the other got right, and the exact two-sided McNemar p (binomial)."""
+    from scipy import stats
+
+    shared = sorted(set(ref) & set(other))
+    only_ref = sum(ref[k] and not other[k] for k in shared)
+    only_other = sum(other[k] and not ref[k] for k in shared)
+    n = only_ref + only_other
+    p = float(stats.binomtest(only_ref, n, 0.5).pvalue) if n else 1.0
+    return {"replays": len(shared), "only_reference": only_ref, "only_other": only_other, "p": p}
 
 
 def print_summary(table: Any, summary: list[dict], args: argparse.Namespace, wall: float) -> None:
@@ -306,12 +346,17 @@ def print_summary(table: Any, summary: list[dict], args: argparse.Namespace, wal
           f"{len(table.search_seeds)} search seeds, {table.epochs} epochs; paper protocol = {paper_cost(table)} "
           f"seed-epochs; trials one at a time; wall {wall / 60:.1f} min ({args.parallel} drivers, batches of "
           f"{args.batch} replays per Tuner run)")
-    print("| strategy | P(within 0.02 of true best) [95% CI] | mean regret | cost (of paper) | seed-epochs | "
-          "s per replay |")
-    print("|---|---|---|---|---|---|")
+    print(f"| strategy | P(within 0.02 of true best) [95% CI] | same, truth bootstrapped [2.5-97.5%] | mean regret | "
+          f"cost (of paper) | seed-epochs | s per replay | vs {REFERENCE}: only it / only this (McNemar p) |")
+    print("|---|---|---|---|---|---|---|---|")
     for s in summary:
+        versus = s["versus_" + REFERENCE]
+        paired = "" if s["strategy"] == REFERENCE or not versus["replays"] else \
+            f"{versus['only_reference']} / {versus['only_other']} ({versus['p']:.3g})"
         print(f"| {s['strategy']} | {s['p_within']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}] | "
-              f"{s['mean_regret']:.4f} | {s['cost']:.3f} | {s['seed_epochs']:.0f} | {s['seconds_per_replay']:.1f} |")
+              f"{s['p_within_truth_boot']:.2f} [{s['truth_boot_low']:.2f}, {s['truth_boot_high']:.2f}] | "
+              f"{s['mean_regret']:.4f} | {s['cost']:.3f} | {s['seed_epochs']:.0f} | {s['seconds_per_replay']:.1f} | "
+              f"{paired} |")
 
 
 def figure(summary: list[dict], path: Path) -> None:

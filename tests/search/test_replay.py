@@ -117,7 +117,7 @@ def test_replay_trials_report_exactly_the_tables_values(ray_local, table_path, t
             expected = chosen[(chosen.point == point) & (chosen.seed == recorded)]["val_f1"].item()
             assert scores[str(logical)] == expected
         assert t.last_result["val_f1"] == pytest.approx(np.mean(list(scores.values())))
-    assert sorted(out["seeds_drawn"]) == SEARCH  # every search seed once, none held out
+    assert len(out["seeds_drawn"]) == 6 and set(out["seeds_drawn"]) <= set(SEARCH)  # drawn from the search seeds only
     assert out["point"] == 0 and out["within"] and out["seed_epochs"] == 4 * 6 * EPOCHS
 
 
@@ -236,3 +236,17 @@ def test_a_race_killed_between_rounds_is_not_over_though_every_trial_finished():
     decided = {"points": {"x": {"status": "finished"}, "y": {"status": "dropped"}}}
     assert progress(Experiment("/x", {}, space, trials, decided)) == (True, "2 trials finished")
     assert not progress(Experiment("/x", {}, space, trials, None))[0]  # no race log yet
+
+
+def test_the_committed_table_is_whole_and_says_what_made_it():
+    from pathlib import Path
+
+    table = read_table(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "curves-table2.parquet")
+    assert len(table.points) == 12 and table.epochs == 12 and table.params == ("train.classifier", "train.lr")
+    assert len(table.search_seeds) == 10 and len(table.truth_seeds) == 6
+    meta = table.meta
+    assert meta["phantom"]["signal"] == "paper" and meta["phantom"]["patients"] == 100
+    assert meta["ingest"]["crop_size"] == 64 and len(meta["commit"]) >= 40
+    assert set(meta["space"]["parameters"]) == {"train.classifier", "train.lr"}
+    found = truth(table)
+    assert found["true_mean"].between(0, 1).all() and (found["true_se"] > 0).all()

@@ -170,7 +170,7 @@ def summary(exp: Experiment) -> dict[str, Any]:
             "mode": exp.space.mode, "trials": len(study.trials), "states": states,
             "complete": len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))),
             "importance": table, "importance_note": why, "figures": figures(study), "figure_notes": figure_notes(study),
-            "leaderboard": board, "strategy": exp.space.strategy.describe(),
+            "leaderboard": board, "strategy": exp.space.strategy.describe(exp.space.epochs),
             "cost_seed_epochs": int(board["seed_epochs"].sum()) if len(board) else 0,
             "choice": choices(exp, board), "seeds": seeds_table(exp, board)}
 

@@ -112,23 +112,28 @@ def truth(table: CurveTable, metric: str = "val_f1") -> pd.DataFrame:
     return out.sort_values("true_mean", ascending=False)
 
 
+def truth_draws(table: CurveTable, metric: str = "val_f1", draws: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Bootstrap draws of the truth: each row, every point's mean over a resample (with replacement) of the
+    truth seeds; what the truth could have been with other held-out seeds."""
+    scores = score_matrix(table, table.truth_seeds, metric)
+    rng = np.random.default_rng(seed)
+    n = scores.shape[1]
+    picks = rng.integers(0, n, size=(draws, n))
+    return pd.DataFrame(scores.to_numpy()[:, picks].mean(axis=2).T, columns=scores.index)
+
+
 def top_stability(table: CurveTable, metric: str = "val_f1", draws: int = 2000, seed: int = 0,
                   tolerance: float = 0.02) -> dict[str, Any]:
     """How stable the truth's top is: bootstrap the truth seeds (with replacement) and count how often each
     point is best, and how often the truth's best stays within `tolerance` of the bootstrap's best."""
-    scores = score_matrix(table, table.truth_seeds, metric).to_numpy()
-    rng = np.random.default_rng(seed)
-    n = scores.shape[1]
-    picks = rng.integers(0, n, size=(draws, n))
-    means = scores[:, picks].mean(axis=2)  # points x draws
-    best = means.argmax(axis=0)
-    points = list(score_matrix(table, table.truth_seeds, metric).index)
-    true_best = int(np.argmax(scores.mean(axis=1)))
-    share = np.bincount(best, minlength=len(points)) / draws
-    close = float(np.mean(means[true_best] >= means.max(axis=0) - tolerance))
-    return {"draws": draws, "best_point": points[true_best], "p_same_best": float(share[true_best]),
+    means = truth_draws(table, metric, draws, seed)
+    true_best = int(truth(table, metric).index[0])
+    best = means.idxmax(axis=1)
+    share = best.value_counts() / draws
+    close = float((means[true_best] >= means.max(axis=1) - tolerance).mean())
+    return {"draws": draws, "best_point": true_best, "p_same_best": float(share.get(true_best, 0.0)),
             "p_best_within_tolerance": close, "tolerance": tolerance,
-            "p_best": {int(p): float(s) for p, s in zip(points, share) if s > 0}}
+            "p_best": {int(p): float(v) for p, v in share.sort_index().items()}}
 
 
 def write_table(frame: pd.DataFrame, meta: dict[str, Any], path: Path) -> None:

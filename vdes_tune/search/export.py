@@ -240,7 +240,7 @@ def export(experiment: str, work: str | Path, storage: str = "") -> dict[str, An
         "architectures": best,
         "provenance": {
             "space": {"name": space.name, "path": space.path, "hash": space.content_hash(),
-                      "strategy": space.strategy.describe(), "algorithm": space.strategy.algorithm,
+                      "strategy": space.strategy.describe(space.epochs), "algorithm": space.strategy.algorithm,
                       "scheduler": space.strategy.scheduler, "repeats": space.strategy.repeats},
             "cost_seed_epochs": int(board["seed_epochs"].sum()),
             "storage": path, "dataset": exp.sidecar.get("dataset"), "options": exp.sidecar.get("options"),

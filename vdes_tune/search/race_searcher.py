@@ -203,7 +203,8 @@ class RungScheduler(ASHAScheduler):
     recording each stop with the cutoff it was compared against in `rungs.json`."""
 
     def __init__(self, log_path: str = "", **asha: Any) -> None:
-        super().__init__(**asha)
+        # The trial's own last epoch ends it anyway: a rung there must not count as a stop.
+        super().__init__(stop_last_trials=False, **asha)
         self.log_path = log_path
         self.stops: dict[str, dict[str, Any]] = {}
 
@@ -223,7 +224,7 @@ class RungScheduler(ASHAScheduler):
         epoch = result.get(self._time_attr)
         cutoff = _rung_cutoff(self, trial.trial_id, epoch)
         action = super().on_trial_result(tune_controller, trial, result)
-        if action == TrialScheduler.STOP:
+        if action == TrialScheduler.STOP and (result.get("seeds_done") or 0) < int(trial.config.get(SEED_COUNT, 1)):
             value = result.get(self._metric)
             self.stops[trial.trial_id] = {
                 "point": {k: v for k, v in trial.config.items() if not k.startswith("_")}, "epoch": epoch,

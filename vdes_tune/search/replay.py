@@ -1,8 +1,8 @@
 """Replaying a search against recorded curves: the live search's Tuner, searchers, schedulers and export, with
 a trial that reads the curve of (point, drawn seed) instead of training (`trainable.ReplaySource`).
 
-A replay draws which recorded search seeds a trial's seeds are (one draw for all points of the replay, as a
-live search gives every point the same seeds), runs the strategy to its end with trials one at a time,
+A replay draws which recorded search seeds a trial's seeds are (with replacement; one draw for all points of
+the replay, as a live search gives every point the same seeds), runs the strategy to its end with trials one at a time,
 exports the choice the way `vdes-tune export` does, and scores it against the table's truth (held-out seeds
 no replay reads).
 
@@ -36,11 +36,10 @@ REPLAY_KEY = "_replay"
 
 @dataclass(frozen=True)
 class ReplayStrategy:
-    """A named strategy to replay: edits of the table's space (YAML fields), and how seeds are drawn."""
+    """A named strategy to replay: edits of the table's space (YAML fields)."""
 
     name: str
     fields: dict[str, Any]
-    draw: str = "subsample"  # subsample: distinct search seeds; bootstrap: with replacement (all seeds)
 
     def space(self, table: CurveTable, replay: int) -> SearchSpace:
         """The table's space with this strategy's fields; random searchers get the replay's own seed."""
@@ -51,12 +50,13 @@ class ReplayStrategy:
         return parse_space(data, f"replay strategy {self.name}")
 
 
-def draw_seeds(table: CurveTable, count: int, draw: str, rng: np.random.Generator) -> tuple[int, ...]:
-    """Which recorded search seeds a replay's seeds 0..count-1 are."""
+def draw_seeds(table: CurveTable, count: int, replay: int) -> tuple[int, ...]:
+    """Which recorded search seeds replay number `replay`'s seeds 0..count-1 are: drawn with replacement from
+    the search seeds (the bootstrap: fresh seeds from their empirical distribution). Without replacement, a
+    strategy that reaches every search seed would see exactly the recorded ones in every replay and look
+    surer than it is. Every strategy's replay k takes the first `count` of the same draw (common draws)."""
     pool = np.array(table.search_seeds)
-    if count > len(pool) and draw != "bootstrap":
-        raise ValueError(f"{count} seeds asked, the table has {len(pool)} search seeds")
-    picked = rng.choice(pool, size=count, replace=draw == "bootstrap")
+    picked = np.random.default_rng(replay).choice(pool, size=max(count, len(pool)), replace=True)[:count]
     return tuple(int(s) for s in picked)
 
 
@@ -163,10 +163,10 @@ def replay_batch(table: CurveTable, strategy: ReplayStrategy, replays: list[int]
     from vdes_tune.search.trainable import ReplaySource, TrialContext
 
     spaces = [strategy.space(table, r) for r in replays]
-    maps = [draw_seeds(table, sp.strategy.repeats, strategy.draw, np.random.default_rng([r, _stable_hash(strategy.name)]))
-            for r, sp in zip(replays, spaces)]
+    maps = [draw_seeds(table, sp.strategy.repeats, r) for r, sp in zip(replays, spaces)]
     first = spaces[0]
-    source = ReplaySource(table.path, tuple(maps), first.strategy.rung_epochs(first.epochs))
+    # Trials run in a folder of their own: they read the table by its absolute path.
+    source = ReplaySource(str(Path(table.path).resolve()), tuple(maps), first.strategy.rung_epochs(first.epochs))
     ctx = TrialContext(first, "", 0, 0.0, False, 1.0, None, source)
     folder = Path(storage or tempfile.mkdtemp(prefix="vdes-replay-"))
     name = f"{strategy.name}-{replays[0]}" + (f"-{replays[-1]}" if len(replays) > 1 else "")
@@ -217,12 +217,6 @@ def replay_once(table: CurveTable, strategy: ReplayStrategy, replay: int, truth:
                 storage: str | None = None) -> dict[str, Any]:
     """One replay of `strategy` (draw number `replay`)."""
     return replay_batch(table, strategy, [replay], truth, storage)[0]
-
-
-def _stable_hash(text: str) -> int:
-    import hashlib
-
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
 def paper_cost(table: CurveTable) -> int:

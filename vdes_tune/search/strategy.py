@@ -55,6 +55,7 @@ class Strategy:
     scheduler: str = "none"
     grace_period: int = 1  # epoch rungs (asha, and the first seeds of race)
     reduction_factor: int = 3
+    rungs: int = 0  # how many rungs (grace, grace x rf, ...); 0: every one that fits the epochs (Ray's ASHA)
     rung_metric: str = ""  # ranked at the rungs, best so far; empty: the objective
     first_seeds: int = 1  # race: seeds every point starts with (trained in lockstep)
     alpha: float = 0.1  # race: one-sided p below which a point is worse than the incumbent
@@ -80,8 +81,12 @@ class Strategy:
         """The epochs at which ASHA's rungs decide (Ray's bracket 0: grace x rf^k up to the last epoch)."""
         if self.scheduler == "none" or self.grace_period >= epochs:
             return ()
-        rungs = int(math.log(epochs / self.grace_period) / math.log(self.reduction_factor) + 1)
-        return tuple(self.grace_period * self.reduction_factor ** k for k in range(rungs))
+        return tuple(self.grace_period * self.reduction_factor ** k for k in range(self.rung_count(epochs)))
+
+    def rung_count(self, epochs: int) -> int:
+        """The number of rungs: `rungs`, or every one up to the last epoch (as Ray's ASHA places them)."""
+        fit = int(math.log(epochs / self.grace_period) / math.log(self.reduction_factor) + 1)
+        return min(self.rungs, fit) if self.rungs else fit
 
     def rung_key(self, objective: str) -> str:
         """The result key the epoch rungs rank: the best-so-far mean of the rung metric."""
@@ -92,15 +97,18 @@ class Strategy:
         metric = self.rung_metric or objective
         return mode if metric == objective else ("min" if metric == "val_loss" else "max")
 
-    def describe(self) -> str:
-        """One line for logs and reports."""
+    def describe(self, epochs: int = 0) -> str:
+        """One line for logs and reports (`epochs`: a trial's, to say when no rung fits)."""
         parts = [f"{self.name}: {self.algorithm}" + (f" x {self.num_samples}" if self.algorithm != "grid" else ""),
                  "unique points" if self.unique and self.algorithm != "grid" else ""]
         if self.scheduler == "asha":
-            parts.append(f"ASHA grace {self.grace_period} rf {self.reduction_factor} on {self.rung_metric or 'the objective'}")
+            parts.append(f"ASHA grace {self.grace_period} rf {self.reduction_factor}"
+                         + (f" ({self.rungs} rung(s))" if self.rungs else "") + f" on {self.rung_metric or 'the objective'}")
         if self.races:
-            parts.append(f"epoch rungs grace {self.grace_period} rf {self.reduction_factor} on best "
-                         f"{self.rung_metric or 'objective'} over the first {self.first_seeds} seed(s); race to "
+            rungs = "no epoch rungs" if epochs and self.grace_period >= epochs else (
+                f"epoch rungs grace {self.grace_period} rf {self.reduction_factor}"
+                + (f" ({self.rungs} rung(s))" if self.rungs else "") + f" on best {self.rung_metric or 'objective'}")
+            parts.append(f"{rungs} over the first {self.first_seeds} seed(s); race to "
                          f"{self.repeats} seeds, {self.test} one-sided p < {self.alpha:g}"
                          + (f", ties within {self.delta:g}" if self.delta else ""))
         else:
@@ -159,7 +167,7 @@ def parse_strategy(data: dict[str, Any], where: str, epochs: int) -> Strategy:
     unique = data.get("unique", False)
     if not isinstance(unique, bool):
         raise _fail(where, "unique", f"expected true or false, got {unique!r}")
-    asha = _section(data, "asha", {"grace_period", "reduction_factor", "metric"}, where)
+    asha = _section(data, "asha", {"grace_period", "reduction_factor", "metric", "rungs"}, where)
     if given.get("asha") and scheduler == "none":
         raise _fail(where, "asha", "set scheduler: asha (or race) to use these settings")
     grace, reduction = asha.get("grace_period", 1), asha.get("reduction_factor", 3)
@@ -167,6 +175,9 @@ def parse_strategy(data: dict[str, Any], where: str, epochs: int) -> Strategy:
         raise _fail(where, "asha", f"grace_period must be >= 1 and reduction_factor >= 2, got {asha}")
     if scheduler == "asha" and grace > epochs or "grace_period" in (given.get("asha") or {}) and grace > epochs:
         raise _fail(where, "asha.grace_period", f"{grace} is more than the {epochs} epochs of a trial")
+    rungs = asha.get("rungs", 0)
+    if isinstance(rungs, bool) or not isinstance(rungs, int) or rungs < 0:
+        raise _fail(where, "asha.rungs", f"expected an integer >= 0 (0: every rung that fits), got {rungs!r}")
     rung_metric = asha.get("metric", "")
     if rung_metric and rung_metric not in RUNG_METRICS:
         raise _fail(where, "asha.metric", f"{rung_metric!r} is not one of {list(RUNG_METRICS)}")
@@ -187,7 +198,7 @@ def parse_strategy(data: dict[str, Any], where: str, epochs: int) -> Strategy:
     if isinstance(delta, bool) or not isinstance(delta, (int, float)) or delta < 0:
         raise _fail(where, "race.delta", f"expected a number >= 0, got {delta!r}")
     return Strategy(name=str(data["strategy"]), algorithm=algorithm, num_samples=samples, seed=seed, unique=unique,
-                    repeats=repeats, scheduler=scheduler, grace_period=grace, reduction_factor=reduction,
+                    repeats=repeats, scheduler=scheduler, grace_period=grace, reduction_factor=reduction, rungs=rungs,
                     rung_metric=rung_metric, first_seeds=first, alpha=float(alpha), test=test, delta=float(delta))
 
 
@@ -229,8 +240,11 @@ def build_scheduler(space: Any, log_path: str = "") -> Any:
     if strategy.scheduler == "none" or strategy.races and strategy.grace_period >= space.epochs:
         return None
     key, mode = strategy.rung_key(space.metric), strategy.rung_mode(space.metric, space.mode)
+    # Ray's ASHA puts its last rung at max_t: a lower max_t keeps only the first `rungs` rungs.
+    top = strategy.grace_period * strategy.reduction_factor ** (strategy.rung_count(space.epochs) - 1)
     asha = {"time_attr": "epoch", "metric": key if strategy.rung_metric else space.metric, "mode": mode,
-            "max_t": space.epochs, "grace_period": strategy.grace_period, "reduction_factor": strategy.reduction_factor}
+            "max_t": space.epochs if not strategy.rungs else top, "grace_period": strategy.grace_period,
+            "reduction_factor": strategy.reduction_factor}
     if strategy.scheduler == "asha":
         # An unset rung metric ranks the objective itself, which is what `val_f1` has always been.
         return ASHAScheduler(**asha)
