@@ -206,28 +206,34 @@ def strategies(table: Any) -> list[Any]:
 
 
 def ablations(table: Any) -> list[Any]:
-    """Variants of the noise-aware strategy, one part changed at a time (`replay --ablation`): the rung metric
-    (ROC-AUC or loss), the rungs (every one that fits, one rung keeping half, none), the indifference zone
-    (delta 0.02 or none), the paired test and the first block."""
+    """The noise-aware preset and its variants, one part changed at a time (`replay --ablation`): the
+    rung metric (ROC-AUC, loss or F1), the rungs (one keeping half, every one that fits at rf 3, none), the
+    indifference zone (delta 0.02 or none), the paired test and the first block. Each variant is written out in
+    full (the preset's own settings, 12 epochs: one ROC-AUC rung at epoch 3 keeping half), so that a change of
+    the preset does not change what a variant name means."""
     from vdes_tune.search.replay import ReplayStrategy
 
-    base = {"strategy": "noise-aware", "repeats": len(table.search_seeds)}
-    one_rung = {"rungs": 1, "reduction_factor": 2}
-    no_rungs = {"grace_period": table.epochs}
+    race = {"first_seeds": 2, "alpha": 0.1, "test": "wilcoxon", "delta": 0.02}
+    one_rung = {"grace_period": 3, "reduction_factor": 2, "rungs": 1}
+    every_rung = {"grace_period": 3, "reduction_factor": 3, "rungs": 0}
+    no_rungs = {"grace_period": table.epochs, "reduction_factor": 2, "rungs": 0}
     variants = {
-        "na-roc-rungs": {},
-        "na-loss-rungs": {"asha": {"metric": "val_loss"}},
-        "na-f1-rungs": {"asha": {"metric": "val_f1"}},
-        "na-roc-1-rung": {"asha": one_rung},
-        "na-loss-1-rung": {"asha": {"metric": "val_loss", **one_rung}},
-        "na-no-rungs": {"asha": no_rungs},
-        "na-roc-rungs-no-tie": {"race": {"delta": 0.0}},
-        "na-loss-rungs-no-tie": {"asha": {"metric": "val_loss"}, "race": {"delta": 0.0}},
-        "na-no-rungs-no-tie": {"asha": no_rungs, "race": {"delta": 0.0}},
-        "na-roc-rungs-t-test": {"race": {"test": "t"}},
-        "na-no-rungs-t-first-1-no-tie": {"asha": no_rungs, "race": {"first_seeds": 1, "delta": 0.0, "test": "t"}},
+        "na-loss-1-rung": ({**one_rung, "metric": "val_loss"}, {}),
+        "na-f1-1-rung": ({**one_rung, "metric": "val_f1"}, {}),
+        "na-roc-rungs": ({**every_rung, "metric": "val_roc_auc"}, {}),
+        "na-loss-rungs": ({**every_rung, "metric": "val_loss"}, {}),
+        "na-f1-rungs": ({**every_rung, "metric": "val_f1"}, {}),
+        "na-no-rungs": (no_rungs, {}),
+        "na-roc-1-rung-no-tie": ({**one_rung, "metric": "val_roc_auc"}, {"delta": 0.0}),
+        "na-no-rungs-no-tie": (no_rungs, {"delta": 0.0}),
+        "na-roc-1-rung-t-test": ({**one_rung, "metric": "val_roc_auc"}, {"test": "t"}),
+        "na-roc-1-rung-first-1": ({**one_rung, "metric": "val_roc_auc"}, {"first_seeds": 1}),
+        "na-roc-1-rung-first-3": ({**one_rung, "metric": "val_roc_auc"}, {"first_seeds": 3}),
     }
-    return [ReplayStrategy(name, {**base, **edit}) for name, edit in variants.items()]
+    every = len(table.search_seeds)
+    return [ReplayStrategy(REFERENCE, {"strategy": "noise-aware", "repeats": every})] + [
+        ReplayStrategy(name, {"strategy": "noise-aware", "repeats": every, "asha": asha, "race": {**race, **edit}})
+        for name, (asha, edit) in variants.items()]
 
 
 def _replay_jobs(table_path: str, jobs: list[tuple[str, list[int]]], truth: dict[int, float]) -> list[dict]:
@@ -275,7 +281,9 @@ def replay(args: argparse.Namespace) -> None:
     wall = time.perf_counter() - start
     summary = summarise(table, rows, wall)
     print_summary(table, summary, args, wall)
-    out = Path(args.out)
+    tail = "-ablation" if args.ablation else ""
+    out = Path(args.out or DATA / f"replays-table2{tail}.json")
+    args.figure = args.figure or str(ROOT / "docs" / "figures" / f"search-replays{tail}.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"table": str(args.table), "replays": args.replays, "batch": args.batch,
                                "parallel": args.parallel, "wall_s": wall, "commit": _commit(), "summary": summary,
@@ -456,8 +464,8 @@ def main() -> None:
     rep.add_argument("--ablation", action="store_true", help="replay the noise-aware variants instead")
     rep.add_argument("--batch", type=int, default=25, help="replays of a strategy per Tuner run")
     rep.add_argument("--parallel", type=int, default=4, help="Tuner runs at once (drivers on one Ray instance)")
-    rep.add_argument("--out", default=str(DATA / "replays-table2.json"))
-    rep.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "search-replays.png"))
+    rep.add_argument("--out", default="", help="the JSON (default benchmarks/data/replays-table2[-ablation].json)")
+    rep.add_argument("--figure", default="", help="the figure (default docs/figures/search-replays[-ablation].png)")
     rep.add_argument("--log-dir", default=str(ROOT / "bench-work" / "logs"))
     lv = sub.add_parser("live", help="a live search with a strategy on the table's phantom, scored by its truth")
     lv.add_argument("--table", default=str(DEFAULT_TABLE))

@@ -243,7 +243,7 @@ def test_the_committed_table_is_whole_and_says_what_made_it():
 
     table = read_table(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "curves-table2.parquet")
     assert len(table.points) == 12 and table.epochs == 12 and table.params == ("train.classifier", "train.lr")
-    assert len(table.search_seeds) == 10 and len(table.truth_seeds) == 6
+    assert len(table.search_seeds) == 10 and len(table.truth_seeds) == 14
     meta = table.meta
     assert meta["phantom"]["signal"] == "paper" and meta["phantom"]["patients"] == 100
     assert meta["ingest"]["crop_size"] == 64 and len(meta["commit"]) >= 40

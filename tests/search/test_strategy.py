@@ -35,11 +35,22 @@ def test_noise_aware_preset_and_its_overrides():
 
 def test_a_preset_adapts_to_a_small_space_but_explicit_values_are_checked():
     small = parse_space({**BASE, "strategy": "noise-aware", "repeats": 1, "fixed": {"train.epochs": 2}}, "s.yaml")
-    assert small.strategy.first_seeds == 1 and small.strategy.grace_period == 3  # rungs off: grace >= epochs
+    assert small.strategy.first_seeds == 1 and small.strategy.rung_epochs(2) == ()  # a quarter of 2 epochs: no rung
     with pytest.raises(BadInputError, match="'race.first_seeds'"):
         parse_space({**BASE, "strategy": "noise-aware", "repeats": 1, "race": {"first_seeds": 2}}, "s.yaml")
     with pytest.raises(BadInputError, match="'asha.grace_period'"):
         parse_space({**BASE, "strategy": "noise-aware", "asha": {"grace_period": 20}}, "s.yaml")
+
+
+@pytest.mark.parametrize("epochs, rungs", [(12, (3,)), (30, (7,)), (4, (1,)), (3, ())])
+def test_the_noise_aware_rung_sits_at_a_quarter_of_the_epochs_unless_the_space_says_where(epochs, rungs):
+    space = parse_space({**BASE, "strategy": "noise-aware", "repeats": 4, "fixed": {"train.epochs": epochs}}, "s.yaml")
+    assert space.strategy.rung_epochs(epochs) == rungs and space.strategy.reduction_factor == 2
+    given = parse_space({**BASE, "strategy": "noise-aware", "repeats": 4, "fixed": {"train.epochs": 30},
+                         "asha": {"grace_period": 5}}, "s.yaml")
+    assert given.strategy.rung_epochs(30) == (5,)
+    with pytest.raises(BadInputError, match="'asha.grace_fraction'"):
+        parse_space({**BASE, "strategy": "noise-aware", "asha": {"grace_fraction": 1.5}}, "s.yaml")
 
 
 @pytest.mark.parametrize("edit, field", [
