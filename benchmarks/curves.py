@@ -376,7 +376,8 @@ def figure(summary: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for s in summary:
-        ax.errorbar(s["cost"], s["p_within"], yerr=[[s["p_within"] - s["ci_low"]], [s["ci_high"] - s["p_within"]]],
+        low, high = max(0.0, s["p_within"] - s["ci_low"]), max(0.0, s["ci_high"] - s["p_within"])  # rounding at 1
+        ax.errorbar(s["cost"], s["p_within"], yerr=[[low], [high]],
                     fmt="o", capsize=3)
         ax.annotate(s["strategy"], (s["cost"], s["p_within"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.axhline(0.9, ls=":", c="grey")
@@ -385,6 +386,7 @@ def figure(summary: list[dict], path: Path) -> None:
     ax.set_xlabel("cost: seed-epochs as a fraction of the paper's protocol (log)")
     ax.set_ylabel("P(exported point within 0.02 F1 of true best)")
     ax.set_ylim(0, 1.02)
+    ax.set_xlim(right=1.8)  # room for the labels of the right-most points
     ax.set_title("Search strategies replayed on recorded curves (95% Wilson intervals)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
