@@ -374,19 +374,21 @@ def figure(summary: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for s in summary:
+    # Strategies crowd at similar costs, so each has its own colour and marker, named in a legend.
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    markers, colours = "osD^vP*Xh<>p", plt.get_cmap("tab20").colors
+    for i, s in enumerate(summary):
         low, high = max(0.0, s["p_within"] - s["ci_low"]), max(0.0, s["ci_high"] - s["p_within"])  # rounding at 1
-        ax.errorbar(s["cost"], s["p_within"], yerr=[[low], [high]],
-                    fmt="o", capsize=3)
-        ax.annotate(s["strategy"], (s["cost"], s["p_within"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.errorbar(s["cost"], s["p_within"], yerr=[[low], [high]], fmt=markers[i % len(markers)],
+                    color=colours[i % len(colours)], capsize=3, label=f"{s['strategy']} ({s['p_within']:.2f}, "
+                                                                    f"cost {s['cost']:.2f})")
     ax.axhline(0.9, ls=":", c="grey")
     ax.axvline(0.25, ls=":", c="grey")
     ax.set_xscale("log")
     ax.set_xlabel("cost: seed-epochs as a fraction of the paper's protocol (log)")
     ax.set_ylabel("P(exported point within 0.02 F1 of true best)")
     ax.set_ylim(0, 1.02)
-    ax.set_xlim(right=1.8)  # room for the labels of the right-most points
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     ax.set_title("Search strategies replayed on recorded curves (95% Wilson intervals)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

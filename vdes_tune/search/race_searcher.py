@@ -141,13 +141,17 @@ class RacingSearcher(PickledSearcher):
             found.update({"incumbent": self.points[best]["config"], "incumbent_scores": dict(theirs),
                           "round": self.round, "delta": self.delta})
             if found["p_worse"] < self.alpha:
-                why = (f"worse than the incumbent by {found['mean_diff']:+.4f} over {found['n']} shared seeds "
+                why = (f"worse than the incumbent: {found['mean_diff']:+.4f} over {found['n']} shared seeds "
                        f"({self.test} one-sided p = {found['p_worse']:.4g} < {self.alpha:g})")
                 self._set(k, "dropped", why, found)
             elif found["p_not_better_by_delta"] < self.alpha:
+                # Behind by less than delta on average: a tie the search need not pay to break; by more: a point
+                # not yet shown worse but shown to be no contender.
+                close = sum(diffs) / len(diffs) > -self.delta
                 why = (f"not better than the incumbent by {self.delta:g} or more: {found['mean_diff']:+.4f} over "
                        f"{found['n']} shared seeds ({self.test} one-sided p = {found['p_not_better_by_delta']:.4g} "
-                       f"< {self.alpha:g}), a tie within the indifference zone")
+                       f"< {self.alpha:g}), " + ("a tie within the indifference zone" if close else
+                                                 "behind by more than the indifference zone"))
                 self._set(k, "dropped", why, found)
             else:
                 self._log(k, "continued", {**found, "why": f"not shown worse (p = {found['p_worse']:.4g}) nor tied "

@@ -54,8 +54,8 @@ class LiveSummary(tune.Callback):
         super().__init__()
         self.metric, self.mode, self.every_s = space.metric, space.mode, every_s
         # A race adds a trial for each extra seed of a contender, so its count is only bounded in advance.
-        self.total = f"{space.size}" if not space.strategy.races else f"{space.size} points, up to " \
-                                                                           f"{space.strategy.most_trials(space.size)}"
+        self.total = f"/{space.size} done" if not space.strategy.races else \
+            f" of up to {space.strategy.most_trials(space.size)} trials done ({space.size} points raced)"
         self.best: tuple[float, str] | None = None
         self.last_line, self.last_time = "", 0.0
 
@@ -66,7 +66,8 @@ class LiveSummary(tune.Callback):
             return
         better = self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
         if better:
-            shown = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in sorted(trial.config.items()))
+            shown = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in sorted(trial.config.items())
+                              if not k.startswith("_"))  # not the race's seed block
             self.best = (float(value), f"{trial.trial_id} ({shown})")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
@@ -76,7 +77,7 @@ class LiveSummary(tune.Callback):
             counts[t.status] = counts.get(t.status, 0) + 1
         infeasible = sum(1 for t in trials if (t.last_result or {}).get("feasible") == 0)
         best = f"best {self.metric} {self.best[0]:.4f} by {self.best[1]}" if self.best else "no result yet"
-        line = (f"[search] {counts.get('TERMINATED', 0)}/{self.total} done ({infeasible} infeasible, "
+        line = (f"[search] {counts.get('TERMINATED', 0)}{self.total} ({infeasible} infeasible, "
                 f"{counts.get('ERROR', 0)} errored), {counts.get('RUNNING', 0)} running, "
                 f"{counts.get('PENDING', 0)} pending; {best}")
         now = time.monotonic()
