@@ -1,0 +1,125 @@
+"""Plan a study from a finished one: how the answer's interval and the chance of each verdict change with the
+number of test patients and of training repeats.
+
+The answer (`paired.difference`) estimates, for each paired difference d̄, two variance parts: between repeats
+(s²/R) and from the test patients (the bootstrap's shared part, v). Read per unit, they project to any size:
+
+    var(d̄; P, R) = σ_r² / R + σ_p² / P,   σ_r² = R₀ · se_repeats²,  σ_p² = P₀ · se_patients²
+
+(P₀, R₀: the pilot's test patients and repeats). The interval is d̄ ± t(df) · se with the answer's
+Welch-Satterthwaite df. A verdict is the interval clearing a bound: non-inferiority, ci_low > -margin; a gain,
+ci_low > 0. With the pilot's difference Δ taken as the truth, d̄ / se is close to a noncentral t with df
+degrees of freedom and noncentrality Δ / se (exact when the patient part is zero), so each verdict's chance is
+that distribution's tail beyond t(df). More repeats shrink only σ_r² / R: when σ_p² / P dominates, only more
+patients can narrow the interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# The verdicts of each kind of comparison (as `paired.versus_real` and `paired.versus_none` word them).
+VERSUS_REAL = ("non-inferior", "inferior", "inconclusive")
+VERSUS_NONE = ("better", "worse", "no clear difference")
+
+
+@dataclass(frozen=True)
+class Components:
+    """A paired difference and its variance per repeat and per test patient."""
+
+    diff: float
+    per_repeat: float  # σ_r²: the repeats' variance of one repeat's difference
+    per_patient: float  # σ_p²: the patient part's variance times the number of test patients
+
+    def variances(self, patients: int, repeats: int) -> tuple[float, float]:
+        """The repeat and patient parts of var(d̄) at a size."""
+        if patients < 1 or repeats < 1:
+            raise ValueError(f"a study needs at least one test patient and one repeat, got {patients} and {repeats}")
+        return self.per_repeat / repeats, self.per_patient / patients
+
+
+def components(comparison: dict[str, float], patients: int) -> Components:
+    """Per-unit variance parts of one comparison of the answer (`paired.difference`'s dict) on `patients`."""
+    repeats = int(comparison["repeats"])
+    return Components(diff=float(comparison["diff"]), per_repeat=repeats * float(comparison["se_repeats"]) ** 2,
+                      per_patient=patients * float(comparison["se_patients"]) ** 2)
+
+
+def standard_error(comp: Components, patients: int, repeats: int) -> float:
+    """The projected standard error of d̄."""
+    return math.sqrt(sum(comp.variances(patients, repeats)))
+
+
+def degrees_of_freedom(comp: Components, patients: int, repeats: int) -> float:
+    """Welch-Satterthwaite df as the answer computes it (R - 1 for the repeat part, the patient part known)."""
+    var_r, var_p = comp.variances(patients, repeats)
+    if var_r == 0 or repeats < 2:
+        return math.inf
+    return (repeats - 1) * ((var_r + var_p) / var_r) ** 2
+
+
+def half_width(comp: Components, patients: int, repeats: int, confidence: float = 0.95) -> float:
+    """The projected half-width of the answer's interval."""
+    from scipy import stats
+
+    df = degrees_of_freedom(comp, patients, repeats)
+    return float(stats.t.ppf(0.5 + confidence / 2, df)) * standard_error(comp, patients, repeats)
+
+
+def _beyond(bound: float, comp: Components, patients: int, repeats: int, confidence: float, upper: bool) -> float:
+    """P(the interval lies wholly above `bound`), or wholly below it when `upper`."""
+    from scipy import stats
+
+    se = standard_error(comp, patients, repeats)
+    df = degrees_of_freedom(comp, patients, repeats)
+    q = float(stats.t.ppf(0.5 + confidence / 2, df))
+    shift = (comp.diff - bound) / se if se > 0 else math.copysign(math.inf, comp.diff - bound)
+    if upper:
+        shift = -shift
+    if math.isinf(shift):
+        return 1.0 if shift > 0 else 0.0
+    if math.isinf(df):
+        return float(stats.norm.sf(q - shift))
+    return float(stats.nct.sf(q, df, shift))
+
+
+def verdict_chances(comp: Components, patients: int, repeats: int, reference: str, margin: float = 0.0,
+                    confidence: float = 0.95) -> dict[str, float]:
+    """The chance of each verdict at a size: against real DES (non-inferiority at `margin`) or no DES (a gain
+    or a loss), the pilot's difference taken as the truth."""
+    if reference == "real":
+        good = _beyond(-margin, comp, patients, repeats, confidence, upper=False)
+        bad = _beyond(-margin, comp, patients, repeats, confidence, upper=True)
+        names = VERSUS_REAL
+    elif reference == "none":
+        good = _beyond(0.0, comp, patients, repeats, confidence, upper=False)
+        bad = _beyond(0.0, comp, patients, repeats, confidence, upper=True)
+        names = VERSUS_NONE
+    else:
+        raise ValueError(f"reference must be 'real' or 'none', got {reference!r}")
+    return {names[0]: good, names[1]: bad, names[2]: max(0.0, 1.0 - good - bad)}
+
+
+def decisive(chances: dict[str, float]) -> float:
+    """The chance that the verdict is not the undecided one."""
+    return 1.0 - chances.get("inconclusive", chances.get("no clear difference", 0.0))
+
+
+def patients_needed(comp: Components, repeats: int, reference: str, margin: float = 0.0, power: float = 0.8,
+                    confidence: float = 0.95, most: int = 100_000) -> int | None:
+    """The fewest test patients that give a decisive verdict with chance `power` at `repeats` repeats, or None
+    when no number up to `most` does (the repeats' part alone is too wide, or the difference sits on the bound)."""
+    def enough(p: int) -> bool:
+        return decisive(verdict_chances(comp, p, repeats, reference, margin, confidence)) >= power
+
+    if not enough(most):
+        return None
+    low, high = 1, most
+    while low < high:  # the decisive chance grows with patients: bisect for the first size that is enough
+        mid = (low + high) // 2
+        if enough(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return low
