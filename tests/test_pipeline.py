@@ -102,6 +102,14 @@ def test_smoke_pipeline_end_to_end_then_resumes_as_a_no_op(ray_local, small_data
     assert answer["real_gain"]["f1"]["diff"] == pytest.approx(float((f1[3] - f1[2]).mean()))
     assert answer["patients"] == test_crops["patient_id"].nunique()
     assert set(answer["verdicts"]) == {"4", "5", "6"}
+    # plan-study projects the same answer: at the pilot's own size it gives back the pilot's interval.
+    planned = runner.invoke(app, ["plan-study", "--work", str(work), "--run", "smoke", "--json"])
+    assert planned.exit_code == 0, planned.output
+    gain = answer["real_gain"]["f1"]
+    (row,) = [r for r in json.loads(planned.output)["comparisons"]
+              if (r["metric"], r["arch"], r["reference"]) == ("f1", 3, 2)]
+    assert row["half_width"] == pytest.approx((gain["ci_high"] - gain["ci_low"]) / 2, rel=1e-6)
+    assert (row["patients"], row["repeats"], row["horizon_patients"]) == (answer["patients"], 3, 49)
     assert md.index("**Answer.**") < md.index("## Figures") < md.index("## Tables")
     assert answer["sentence"] in md.split("## Figures")[0]
     assert md.index("forest.png") < md.index("montage.png")

@@ -20,7 +20,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vdes_tune", *args], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("command", [[], ["synth"], ["ingest"], ["evaluate"], ["report"], ["run"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["synth"], ["ingest"], ["evaluate"], ["report"], ["plan-study"], ["run"],
+                                     ["demo"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0

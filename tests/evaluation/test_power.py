@@ -73,3 +73,27 @@ def test_patients_needed_is_the_first_size_with_the_power_and_none_on_the_bound(
                                                                                                 "none"))
     on_bound = Components(diff=-0.02, per_repeat=0.01, per_patient=0.5)  # virtual DES exactly at -margin
     assert patients_needed(on_bound, 30, "real", margin=0.02, power=0.8) is None
+
+
+def test_the_plan_of_an_answer_projects_each_comparison_and_the_real_datasets_horizon():
+    from vdes_tune.evaluation.power import study_plan, split_test_patients
+
+    # The CPU study's shape: 13 test patients, 6 repeats; real DES (#3) against no DES (#2) and a virtual (#6)
+    # against real DES at a 0.02 margin.
+    gain = {"metric": "f1", "arch": 3, "reference": 2, "diff": 0.161, "se_repeats": 0.048, "se_patients": 0.108,
+            "repeats": 6}
+    virtual = {"metric": "f1", "arch": 6, "reference": 3, "diff": -0.05, "se_repeats": 0.03, "se_patients": 0.09,
+               "repeats": 6}
+    answer = {"patients": 13, "repeats": 6, "real": 3, "margin": 0.02, "auc_margin": 0.02,
+              "comparisons": [gain, virtual]}
+    rows = study_plan(answer, power=0.8, repeats=30)
+    assert split_test_patients(326) == 49 and all(r["horizon_patients"] == 49 for r in rows)
+    first, second = rows
+    comp = components(gain, 13)
+    assert first["half_width"] == pytest.approx(half_width(comp, 13, 6))
+    assert first["patients_needed_at_30"] == patients_needed(comp, 30, "none", power=0.8)
+    assert first["patients_needed"] is None and not first["repeats_alone_enough"]  # 6 repeats never reach 80%
+    # The virtual DES sits 0.05 below real DES: deciding it against the 0.02 margin needs the "inferior" verdict.
+    assert second["kind"] == "real" and second["margin"] == 0.02
+    assert second["horizon_verdicts"]["inferior"] > second["horizon_verdicts"]["non-inferior"]
+    assert second["decisive_at_horizon_30"] == pytest.approx(decisive(second["horizon_verdicts"]))

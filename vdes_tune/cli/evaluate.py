@@ -178,3 +178,57 @@ def report_cmd(
     typer.echo(report.table3_display(out["tables"]["table3"]).to_string(index=False))
     print_answer(out["answer_detail"])
     typer.echo(f"\nwrote {out['report_html']}\nwrote {out['report_md']}")
+
+
+@app.command("plan-study")
+def plan_study_cmd(
+    work: str = typer.Option("vdes-work", "--work", help="Workspace (folder or URI) with eval/<run>/."),
+    run: str = typer.Option("main", "--run", help="The finished evaluation to plan from (the pilot)."),
+    margin: Optional[float] = typer.Option(None, "--margin", min=0.0, max=0.99, help="Non-inferiority margin on "
+                                           "test F1 (default: the evaluation's analysis.margin)."),
+    power: float = typer.Option(0.8, "--power", min=0.5, max=0.99, help="Wanted chance of a decisive verdict."),
+    repeats: int = typer.Option(30, "--repeats", min=2, help="Repeats of the planned study (the paper's 30)."),
+    patients: int = typer.Option(326, "--dataset-patients", min=2, help="Patients of the dataset to plan for "
+                                 "(the CDD-CESM's 326); its test split is --test-fraction of them."),
+    test_fraction: float = typer.Option(0.15, "--test-fraction", min=0.01, max=0.9),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """How many test patients and repeats would decide each comparison of a finished evaluation."""
+    from vdes_tune.evaluation import paired, power as planner, report
+    from vdes_tune.workspace import Workspace
+
+    workspace = Workspace.at(work)
+    eval_dir = workspace.pull(workspace.evaluation(run))
+    plan_path = eval_dir / "plan.json"
+    if not (eval_dir / "results.parquet").is_file() or not plan_path.is_file():
+        raise BadInputError(f"{eval_dir}: no evaluation results (run `vdes-tune evaluate --run {run}` first)")
+    cfg = paired.analysis_config(json.loads(plan_path.read_text())["config"].get("analysis"), margin=margin)
+    answer = report.answer_of(eval_dir, cfg)
+    if answer.get("method") != "repeats and patients":
+        raise BadInputError(f"{eval_dir}: planning needs per-crop predictions (predictions.parquet), which this "
+                            f"run lacks")
+    rows = planner.study_plan(answer, power, repeats, patients, test_fraction)
+    if as_json:
+        typer.echo(json.dumps({"run": run, "power": power, "repeats": repeats, "dataset_patients": patients,
+                               "test_fraction": test_fraction, "comparisons": rows}, indent=2, default=float))
+        return
+    names = answer["names"]
+    typer.echo(f"Pilot: {answer['patients']} test patients, {answer['repeats']} repeats. Test patients for {power:.0%}"
+               f" power (a decisive verdict), the pilot's F1 differences taken as the truth (ROC-AUC: --json):")
+    for r in (r for r in rows if r["metric"] == "f1"):
+        def need(n: Optional[int]) -> str:
+            if n is None:
+                return "none suffices"
+            return f"{n}" + (" (the pilot's; fewer are not projected)" if n == r["patients"] else "")
+
+        bound = f"the -{100 * r['margin']:g}-point margin" if r["kind"] == "real" else "0"
+        alone = "more repeats alone could" if r["repeats_alone_enough"] else "more repeats alone cannot"
+        typer.echo(f"- {names.get(str(r['arch']), r['arch'])} vs {names.get(str(r['reference']))}: "
+                   f"{100 * r['diff']:+.1f} points against {bound}, +-{100 * r['half_width']:.1f} now "
+                   f"(decisive {r['decisive_now']:.0%}). At {r['repeats']} repeats: {need(r['patients_needed'])}; "
+                   f"at {repeats}: {need(r[f'patients_needed_at_{repeats}'])}; {alone}. A {patients}-patient "
+                   f"dataset ({r['horizon_patients']} test patients, {repeats} repeats) decides it "
+                   f"{r[f'decisive_at_horizon_{repeats}']:.0%} of the time.")
+    if answer["patients"] < 10:
+        typer.echo(f"Caution: the patient part is estimated from {answer['patients']} test patients; a larger pilot "
+                   f"makes these numbers firmer.")

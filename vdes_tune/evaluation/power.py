@@ -74,11 +74,10 @@ def _beyond(bound: float, comp: Components, patients: int, repeats: int, confide
     se = standard_error(comp, patients, repeats)
     df = degrees_of_freedom(comp, patients, repeats)
     q = float(stats.t.ppf(0.5 + confidence / 2, df))
-    shift = (comp.diff - bound) / se if se > 0 else math.copysign(math.inf, comp.diff - bound)
-    if upper:
-        shift = -shift
-    if math.isinf(shift):
-        return 1.0 if shift > 0 else 0.0
+    gap = bound - comp.diff if upper else comp.diff - bound
+    if se == 0:  # no variance at all: the interval is the point, beyond the bound only when strictly past it
+        return 1.0 if gap > 0 else 0.0
+    shift = gap / se
     if math.isinf(df):
         return float(stats.norm.sf(q - shift))
     return float(stats.nct.sf(q, df, shift))
@@ -107,15 +106,16 @@ def decisive(chances: dict[str, float]) -> float:
 
 
 def patients_needed(comp: Components, repeats: int, reference: str, margin: float = 0.0, power: float = 0.8,
-                    confidence: float = 0.95, most: int = 100_000) -> int | None:
-    """The fewest test patients that give a decisive verdict with chance `power` at `repeats` repeats, or None
-    when no number up to `most` does (the repeats' part alone is too wide, or the difference sits on the bound)."""
+                    confidence: float = 0.95, most: int = 100_000, fewest: int = 1) -> int | None:
+    """The fewest test patients (from `fewest` up) that give a decisive verdict with chance `power` at `repeats`
+    repeats, or None when no number up to `most` does (the repeats' part alone is too wide, or the difference
+    sits on the bound)."""
     def enough(p: int) -> bool:
         return decisive(verdict_chances(comp, p, repeats, reference, margin, confidence)) >= power
 
     if not enough(most):
         return None
-    low, high = 1, most
+    low, high = fewest, most
     while low < high:  # the decisive chance grows with patients: bisect for the first size that is enough
         mid = (low + high) // 2
         if enough(mid):
@@ -123,3 +123,46 @@ def patients_needed(comp: Components, repeats: int, reference: str, margin: floa
         else:
             low = mid + 1
     return low
+
+
+CDD_CESM_PATIENTS = 326  # the real dataset's patients; the paper splits them 70/15/15
+PAPER_TEST_FRACTION = 0.15
+MANY_REPEATS = 10**6  # "as many repeats as you like": only the patient part is left
+
+
+def split_test_patients(dataset_patients: int, test_fraction: float = PAPER_TEST_FRACTION) -> int:
+    """Test patients of a patient-level split of a dataset of this size."""
+    return max(1, round(dataset_patients * test_fraction))
+
+
+def study_plan(answer: dict, power: float = 0.8, repeats: int = 30, dataset_patients: int = CDD_CESM_PATIENTS,
+               test_fraction: float = PAPER_TEST_FRACTION) -> list[dict]:
+    """For each comparison of a finished answer: the pilot's size and decisive chance, the test patients needed
+    for `power` at the pilot's repeats and at `repeats`, whether more repeats alone could get there, and the
+    chance of a decisive verdict on a dataset of `dataset_patients` (the CDD-CESM's 326 by default)."""
+    patients0, repeats0 = int(answer["patients"]), int(answer["repeats"])
+    horizon = split_test_patients(dataset_patients, test_fraction)
+    rows = []
+    for c in answer["comparisons"]:
+        if not all(math.isfinite(float(c[k])) for k in ("diff", "se_repeats", "se_patients")) or c["repeats"] < 1:
+            continue
+        kind = "real" if c["reference"] == answer["real"] else "none"
+        margin = (answer["margin"] if c["metric"] == "f1" else answer["auc_margin"]) if kind == "real" else 0.0
+        comp = components(c, patients0)
+
+        def chance(p: int, r: int) -> float:
+            return decisive(verdict_chances(comp, p, r, kind, margin))
+
+        rows.append({
+            "metric": c["metric"], "arch": c["arch"], "reference": c["reference"], "kind": kind, "margin": margin,
+            "diff": comp.diff, "patients": patients0, "repeats": repeats0,
+            "half_width": half_width(comp, patients0, repeats0), "decisive_now": chance(patients0, repeats0),
+            # Never below the pilot's test patients: a smaller test split is an extrapolation the pilot cannot
+            # back (a patient part estimated on P0 patients says little about 1 or 2).
+            "patients_needed": patients_needed(comp, repeats0, kind, margin, power, fewest=patients0),
+            f"patients_needed_at_{repeats}": patients_needed(comp, repeats, kind, margin, power, fewest=patients0),
+            "repeats_alone_enough": chance(patients0, MANY_REPEATS) >= power,
+            "horizon_patients": horizon, f"decisive_at_horizon_{repeats}": chance(horizon, repeats),
+            "horizon_verdicts": verdict_chances(comp, horizon, repeats, kind, margin),
+        })
+    return rows
