@@ -156,3 +156,21 @@ def test_unpaired_predictions_are_refused_by_name() -> None:
     broken = frame.drop(frame[(frame["arch"] == 4) & (frame["repeat"] == 1)].index[:3])
     with pytest.raises(BadInputError, match="#4 repeat 1 lack"):
         score_table(broken)
+
+
+def test_an_undecided_answer_says_what_would_decide_it() -> None:
+    from vdes_tune.evaluation import power
+
+    frame = simulated_study(np.random.default_rng(11), patients=12, repeats=3, effects={3: 2.0})
+    answer = analyse(frame, AnalysisConfig(bootstrap=300, virtual=(4,)))
+    gain, patients = answer["real_gain"]["f1"], answer["patients"]
+    assert gain["verdict"] == "no clear difference"
+    comp = power.components(gain, patients)
+    # Here the repeats dominate: 3 repeats never decide it, 30 do with this run's patients.
+    assert power.patients_needed(comp, 3, "none", fewest=patients) is None
+    assert power.patients_needed(comp, 30, "none", fewest=patients) == patients
+    assert power.decisive(power.verdict_chances(comp, patients, 30, "none")) >= 0.8
+    assert f"you need 30 repeats with this run's {patients} test patients; more repeats alone could" in \
+        answer["sentence"]
+    # The projection at the run's own size is the answer's interval.
+    assert power.half_width(comp, patients, 3) == pytest.approx((gain["ci_high"] - gain["ci_low"]) / 2)

@@ -28,7 +28,7 @@ from vdes_tune.models.architectures import virtual_architectures
 
 METRICS = ("f1", "roc_auc")
 METRIC_NAMES = {"f1": "F1", "roc_auc": "ROC-AUC"}
-WIDE_POINTS = 20  # a real-DES gain interval wider than this many points cannot tell a gain from none
+PLANNED_REPEATS = 30  # the paper's repeats: what the advice of an undecided answer also projects to
 
 
 @dataclass(frozen=True)
@@ -324,10 +324,8 @@ def sentence(answer: dict[str, Any], metric: str = "f1") -> str:
         tail = ("no virtual DES differs clearly from no DES either" if not clear else
                 "; ".join(f"{names[a]} is {vs_none[a]['verdict']} than no DES ({_pts(vs_none[a]['diff'])}, "
                           f"95% CI {_ci(vs_none[a])})" for a in clear))
-        width = 100 * (gain["ci_high"] - gain["ci_low"])
-        wide = (f" The interval is {width:.0f} points wide: too few test patients or repeats to tell; run "
-                f"more of either." if width > WIDE_POINTS else "")
-        return f"{head}, so there is no {label} gain for a virtual DES to recover; {tail}.{wide}"
+        decide = " " + what_would_decide(answer, gain) if gain["verdict"] == "no clear difference" else ""
+        return f"{head}, so there is no {label} gain for a virtual DES to recover; {tail}.{decide}"
     good = [a for a, c in vs_real.items() if c["verdict"] == "non-inferior"]
     fractions = answer["recovered"]
     share = ", ".join(f"{names[a]} {percent(fractions[str(a)][metric]['fraction'])} (95% CI "
@@ -342,3 +340,30 @@ def sentence(answer: dict[str, Any], metric: str = "f1") -> str:
     verdicts = ", ".join(f"{names[a]} {c['verdict']}" for a, c in vs_real.items())
     return (f"{size}no virtual DES is shown to replace the real DES at a {pct:g}-point {label} margin "
             f"({verdicts}): real DES adds {gain_text}{aside}, and the virtual DES recover: {share}.")
+
+
+def what_would_decide(answer: dict[str, Any], gain: dict[str, float], power: float = 0.8) -> str:
+    """What would decide an undecided real-DES gain (80% power, the observed difference taken as the truth): test
+    patients at this run's repeats and at the paper's 30, and whether more repeats alone could (evaluation/power)."""
+    from vdes_tune.evaluation import power as planner
+
+    patients, repeats = int(answer["patients"]), int(answer["repeats"])
+    if not all(math.isfinite(gain[k]) for k in ("diff", "se_repeats", "se_patients")) or gain["repeats"] < 1:
+        return ""
+    comp = planner.components(gain, patients)
+    sizes = [repeats] + ([PLANNED_REPEATS] if repeats < PLANNED_REPEATS else [])
+    needed = {r: planner.patients_needed(comp, r, "none", power=power, fewest=patients) for r in sizes}
+    alone = planner.decisive(planner.verdict_chances(comp, patients, planner.MANY_REPEATS, "none")) >= power
+    found = [f"{r} repeats with this run's {patients} test patients" if n == patients else
+             f"about {n} test patients at {r} repeats" for r, n in needed.items() if n is not None]
+    if not found and alone:  # the repeats' spread dominates: more than the planned repeats would do it
+        return (f"To decide it with {power:.0%} power (this difference taken as the truth) even {max(sizes)} repeats "
+                f"are too few at any number of test patients; more repeats could (`vdes-tune plan-study`).")
+    if not found:
+        return (f"A difference of {_pts(gain['diff'])} points is too close to 0 to decide with {power:.0%} power at "
+                f"any number of test patients with up to {max(sizes)} repeats (`vdes-tune plan-study`).")
+    had = f"; this run had {patients} test patients" if any(n not in (None, patients) for n in needed.values()) else ""
+    return (f"To decide it with {power:.0%} power (this difference taken as the truth) you need "
+            f"{' or '.join(found)}{had}; more repeats alone {'could' if alone else 'cannot'} get there "
+            f"(`vdes-tune plan-study`).")
+
