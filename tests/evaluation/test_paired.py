@@ -174,3 +174,13 @@ def test_an_undecided_answer_says_what_would_decide_it() -> None:
         answer["sentence"]
     # The projection at the run's own size is the answer's interval.
     assert power.half_width(comp, patients, 3) == pytest.approx((gain["ci_high"] - gain["ci_low"]) / 2)
+
+
+def test_a_repeats_own_test_sample_noise_is_the_interaction_not_the_shared_patient_part() -> None:
+    point = np.array([[0.6, 0.7, 0.8], [0.5, 0.5, 0.6]])
+    a, b, c = (np.tile(np.array(p) * 0.03, 25) for p in ([1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]))
+    boot = np.repeat(point[None], 100, axis=0)
+    boot[:, 0, :] += np.stack([a, b, c], axis=1)  # each repeat its own shift, uncorrelated with the others'
+    found = paired.difference(point, boot, 0, 1, 0.95)
+    assert found["se_patients"] == pytest.approx(0.0, abs=1e-12)
+    assert found["se_interaction"] ** 2 == pytest.approx(np.var(a, ddof=1))

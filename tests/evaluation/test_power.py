@@ -97,3 +97,13 @@ def test_the_plan_of_an_answer_projects_each_comparison_and_the_real_datasets_ho
     assert second["kind"] == "real" and second["margin"] == 0.02
     assert second["horizon_verdicts"]["inferior"] > second["horizon_verdicts"]["non-inferior"]
     assert second["decisive_at_horizon_30"] == pytest.approx(decisive(second["horizon_verdicts"]))
+
+
+def test_the_repeat_by_patient_interaction_shrinks_with_patients_and_leaves_the_pilot_unchanged():
+    # s² = 4 x 0.05² = 0.01 of which w = 0.06² = 0.0036 moves with the test sample (10 patients).
+    comp = components({"diff": 0.1, "se_repeats": 0.05, "se_patients": 0.02, "se_interaction": 0.06,
+                       "repeats": 4}, patients=10)
+    assert (comp.per_repeat, comp.per_interaction) == pytest.approx((0.0064, 0.036))
+    assert comp.variances(10, 4) == pytest.approx((0.05 ** 2, 0.02 ** 2))  # the pilot's own parts
+    assert comp.variances(20, 4) == pytest.approx(((0.0064 + 0.0018) / 4, 0.004 / 20))
+    assert comp.variances(5, 8) == pytest.approx(((0.0064 + 0.0072) / 8, 0.004 / 5))

@@ -163,12 +163,13 @@ def difference(point: np.ndarray, boot: np.ndarray, a: int, b: int, confidence: 
     if r == 0:  # no repeat with both values (e.g. a one-class test split's ROC-AUC)
         nan = math.nan
         return {"diff": nan, "ci_low": nan, "ci_high": nan, "se": nan, "se_repeats": nan, "se_patients": nan,
-                "df": nan, "p_value": nan, "repeats": 0}
+                "se_interaction": nan, "df": nan, "p_value": nan, "repeats": 0}
     mean = float(d.mean())
     var_repeats = float(d.var(ddof=1)) / r if r > 1 else 0.0
     per_repeat = boot[:, a, keep] - boot[:, b, keep]  # B x R
     per_repeat = per_repeat[np.isfinite(per_repeat).all(axis=1)]
     var_patients = _shared_variance(per_repeat)
+    var_interaction = _interaction_variance(per_repeat, var_patients)
     se = math.sqrt(var_repeats + var_patients)
     df = math.inf if var_repeats == 0 or r < 2 else (r - 1) * ((var_repeats + var_patients) / var_repeats) ** 2
     q = float(stats.t.ppf(0.5 + confidence / 2, df))
@@ -177,7 +178,8 @@ def difference(point: np.ndarray, boot: np.ndarray, a: int, b: int, confidence: 
     else:
         p = 1.0 if mean == 0 else 0.0
     return {"diff": mean, "ci_low": mean - q * se, "ci_high": mean + q * se, "se": se,
-            "se_repeats": math.sqrt(var_repeats), "se_patients": math.sqrt(var_patients), "df": df,
+            "se_repeats": math.sqrt(var_repeats), "se_patients": math.sqrt(var_patients),
+            "se_interaction": math.sqrt(var_interaction), "df": df,
             "p_value": p, "repeats": r}
 
 
@@ -193,6 +195,17 @@ def _shared_variance(per_repeat: np.ndarray) -> float:
     if r == 1:
         return float(cov[0, 0])
     return max(0.0, float((cov.sum() - np.trace(cov)) / (r * (r - 1))))
+
+
+def _interaction_variance(per_repeat: np.ndarray, shared: float) -> float:
+    """How much one repeat's difference moves with the test sample beyond what all repeats share: the mean
+    bootstrap variance of a single repeat's difference minus the shared part. It is part of the spread between
+    repeats here, but shrinks with more test patients, which a plan for another size must know
+    (evaluation/power.py). Not identifiable from one repeat (0)."""
+    draws, r = per_repeat.shape
+    if draws < 2 or r < 2:
+        return 0.0
+    return max(0.0, float(np.var(per_repeat, axis=0, ddof=1).mean()) - shared)
 
 
 def versus_real(c: dict[str, float], margin: float) -> str:
@@ -280,7 +293,7 @@ def analyse(predictions: pd.DataFrame, cfg: AnalysisConfig = AnalysisConfig(),
 def comparisons_frame(answer: dict[str, Any]) -> pd.DataFrame:
     """The comparisons as a table (one row per metric, architecture and reference)."""
     cols = ["metric", "arch", "reference", "diff", "ci_low", "ci_high", "p_value", "verdict", "se", "se_repeats",
-            "se_patients", "df", "repeats"]
+            "se_patients", "se_interaction", "df", "repeats"]
     frame = pd.DataFrame(answer.get("comparisons", []), columns=cols)
     frame.insert(2, "architecture", [answer["names"].get(str(a), f"#{a}") for a in frame["arch"]])
     return frame

@@ -1,17 +1,21 @@
 """Plan a study from a finished one: how the answer's interval and the chance of each verdict change with the
 number of test patients and of training repeats.
 
-The answer (`paired.difference`) estimates, for each paired difference d̄, two variance parts: between repeats
-(s²/R) and from the test patients (the bootstrap's shared part, v). Read per unit, they project to any size:
+The answer (`paired.difference`) estimates, for each paired difference d̄, its variance parts: between repeats
+(s²/R), from the test patients shared by every repeat (v), and how far one repeat's difference moves with the
+test sample beyond that shared part (the repeat x patient interaction, w per repeat). The spread between
+repeats holds the interaction, s² = σ_r² + σ_rp² / P₀, so at the pilot's size (P₀ patients, R₀ repeats)
 
-    var(d̄; P, R) = σ_r² / R + σ_p² / P,   σ_r² = R₀ · se_repeats²,  σ_p² = P₀ · se_patients²
+    σ_rp² = P₀ · w,   σ_r² = R₀ · se_repeats² - w,   σ_p² = P₀ · se_patients²,
 
-(P₀, R₀: the pilot's test patients and repeats). The interval is d̄ ± t(df) · se with the answer's
-Welch-Satterthwaite df. A verdict is the interval clearing a bound: non-inferiority, ci_low > -margin; a gain,
-ci_low > 0. With the pilot's difference Δ taken as the truth, d̄ / se is close to a noncentral t with df
-degrees of freedom and noncentrality Δ / se (exact when the patient part is zero), so each verdict's chance is
-that distribution's tail beyond t(df). More repeats shrink only σ_r² / R: when σ_p² / P dominates, only more
-patients can narrow the interval.
+and at any other size var(d̄; P, R) = (σ_r² + σ_rp² / P) / R + σ_p² / P. Without the interaction term a plan
+for fewer patients than the pilot's is far too hopeful: with few crops, each repeat's own test noise is most
+of the spread between repeats. The interval is d̄ ± t(df) · se with the answer's Welch-Satterthwaite df. A
+verdict is the interval clearing a bound: non-inferiority, ci_low > -margin; a gain, ci_low > 0. With the
+pilot's difference Δ taken as the truth, d̄ / se is close to a noncentral t with df degrees of freedom and
+noncentrality Δ / se (exact when the patient part is zero), so each verdict's chance is that distribution's
+tail beyond t(df). More repeats shrink only the repeat part: when σ_p² / P dominates, only more patients can
+narrow the interval.
 """
 
 from __future__ import annotations
@@ -29,21 +33,27 @@ class Components:
     """A paired difference and its variance per repeat and per test patient."""
 
     diff: float
-    per_repeat: float  # σ_r²: the repeats' variance of one repeat's difference
-    per_patient: float  # σ_p²: the patient part's variance times the number of test patients
+    per_repeat: float  # σ_r²: one repeat's variance that no number of test patients removes
+    per_patient: float  # σ_p²: the shared patient part's variance times the number of test patients
+    per_interaction: float = 0.0  # σ_rp²: one repeat's own test-sample variance times the number of patients
 
     def variances(self, patients: int, repeats: int) -> tuple[float, float]:
         """The repeat and patient parts of var(d̄) at a size."""
         if patients < 1 or repeats < 1:
             raise ValueError(f"a study needs at least one test patient and one repeat, got {patients} and {repeats}")
-        return self.per_repeat / repeats, self.per_patient / patients
+        return (self.per_repeat + self.per_interaction / patients) / repeats, self.per_patient / patients
 
 
 def components(comparison: dict[str, float], patients: int) -> Components:
     """Per-unit variance parts of one comparison of the answer (`paired.difference`'s dict) on `patients`."""
     repeats = int(comparison["repeats"])
-    return Components(diff=float(comparison["diff"]), per_repeat=repeats * float(comparison["se_repeats"]) ** 2,
-                      per_patient=patients * float(comparison["se_patients"]) ** 2)
+    interaction = float(comparison.get("se_interaction", 0.0)) ** 2  # absent from answers that predate it
+    spread = repeats * float(comparison["se_repeats"]) ** 2
+    # With one repeat there is no spread to split; the interaction is then 0 (not identifiable) as well.
+    inside = min(interaction, spread) if repeats > 1 else 0.0
+    return Components(diff=float(comparison["diff"]), per_repeat=spread - inside,
+                      per_patient=patients * float(comparison["se_patients"]) ** 2,
+                      per_interaction=patients * inside)
 
 
 def standard_error(comp: Components, patients: int, repeats: int) -> float:
