@@ -107,3 +107,22 @@ def test_the_repeat_by_patient_interaction_shrinks_with_patients_and_leaves_the_
     assert comp.variances(10, 4) == pytest.approx((0.05 ** 2, 0.02 ** 2))  # the pilot's own parts
     assert comp.variances(20, 4) == pytest.approx(((0.0064 + 0.0018) / 4, 0.004 / 20))
     assert comp.variances(5, 8) == pytest.approx(((0.0064 + 0.0072) / 8, 0.004 / 5))
+
+
+def test_power_curves_are_the_projection_on_a_grid_and_rise_with_patients():
+    from vdes_tune.evaluation import figures
+    from vdes_tune.evaluation.power import power_curves
+
+    gain = {"metric": "f1", "arch": 3, "reference": 2, "diff": 0.161, "se_repeats": 0.048, "se_patients": 0.108,
+            "repeats": 6}
+    other = {**gain, "reference": 1}  # against #1: not one of the study's two questions, left out
+    answer = {"patients": 13, "repeats": 6, "real": 3, "no_des": 2, "margin": 0.02, "auc_margin": 0.02,
+              "names": {"3": "#3", "2": "#2"}, "comparisons": [gain, other]}
+    rows = power_curves(answer)
+    assert {(r["comparison"], r["repeats"]) for r in rows} == {("#3 vs #2", 6), ("#3 vs #2", 30)}
+    comp = components(gain, 13)
+    for r in rows[::7]:
+        assert r["decisive"] == pytest.approx(decisive(verdict_chances(comp, r["patients"], r["repeats"], "none")))
+    at_30 = [r["decisive"] for r in rows if r["repeats"] == 30]
+    assert at_30 == sorted(at_30) and at_30[-1] > 0.99  # 196 test patients at 30 repeats decide it
+    assert figures.power_curves(rows, 13, 49)[:8] == b"\x89PNG\r\n\x1a\n"

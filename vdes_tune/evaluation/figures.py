@@ -139,6 +139,32 @@ def forest(answer: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+def power_curves(rows: list[dict[str, Any]], pilot_patients: int, horizon: int) -> bytes:
+    """The chance of a decisive F1 verdict against test patients, one line per comparison, one panel per number
+    of repeats; the pilot's test patients and a CDD-CESM-sized test split marked."""
+    plt = _pyplot()
+    frame = pd.DataFrame(rows)
+    repeats = sorted(frame["repeats"].unique())
+    fig, axes = plt.subplots(1, len(repeats), figsize=(5.5 * len(repeats), 4.2), sharey=True, squeeze=False)
+    for ax, r in zip(axes[0], repeats):
+        for label, part in frame[frame["repeats"] == r].groupby("comparison", sort=False):
+            ax.plot(part["patients"], part["decisive"], label=label, ls="-" if part["kind"].iloc[0] == "none" else "--")
+        ax.axhline(0.8, color="grey", ls=":", lw=0.8)
+        ax.axvline(pilot_patients, color="k", lw=0.8)
+        ax.axvline(horizon, color="tab:red", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("test patients (black: this run; red: CDD-CESM's 15% test split)")
+        ax.set_title(f"{r} repeats", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("P(decisive verdict), this run's differences as truth")
+    axes[0][0].set_ylim(0, 1.02)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Power against test patients (F1; dashed: vs real DES at the margin, solid: vs no DES)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def reliability_diagram(curves: dict[int, pd.DataFrame], eces: dict[int, float], names: dict[int, str]) -> bytes:
     """Observed malignant rate against mean predicted probability per bin, one line per architecture (test
     split, repeats pooled), with the diagonal of perfect calibration."""

@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 # The verdicts of each kind of comparison (as `paired.versus_real` and `paired.versus_none` word them).
 VERSUS_REAL = ("non-inferior", "inferior", "inconclusive")
 VERSUS_NONE = ("better", "worse", "no clear difference")
@@ -175,4 +177,29 @@ def study_plan(answer: dict, power: float = 0.8, repeats: int = 30, dataset_pati
             "horizon_patients": horizon, f"decisive_at_horizon_{repeats}": chance(horizon, repeats),
             "horizon_verdicts": verdict_chances(comp, horizon, repeats, kind, margin),
         })
+    return rows
+
+
+def power_curves(answer: dict, repeats: tuple[int, ...] = (), most_patients: int = 0) -> list[dict]:
+    """The chance of a decisive F1 verdict against the number of test patients, for real DES's gain and each
+    virtual DES against real and no DES, at the pilot's repeats and at 30: rows for the report's figure."""
+    patients0, repeats0 = int(answer["patients"]), int(answer["repeats"])
+    repeats = repeats or tuple(sorted({repeats0, 30}))
+    top = max(most_patients or 4 * split_test_patients(CDD_CESM_PATIENTS), 2 * patients0)
+    grid = sorted({int(round(x)) for x in np.geomspace(max(2, patients0 // 2), top, 40)} | {patients0})
+    names = answer["names"]
+    rows = []
+    for c in answer["comparisons"]:
+        if c["metric"] != "f1" or not all(math.isfinite(float(c[k])) for k in ("diff", "se_repeats", "se_patients")):
+            continue
+        kind = "real" if c["reference"] == answer["real"] else "none"
+        if kind == "none" and c["reference"] != answer["no_des"]:
+            continue  # the figure keeps the study's two questions: vs real DES and vs no DES
+        margin = answer["margin"] if kind == "real" else 0.0
+        comp = components(c, patients0)
+        label = f"{names.get(str(c['arch']), c['arch'])} vs {names.get(str(c['reference']), c['reference'])}"
+        for r in repeats:
+            for p in grid:
+                rows.append({"comparison": label, "kind": kind, "repeats": r, "patients": p,
+                             "decisive": decisive(verdict_chances(comp, p, r, kind, margin))})
     return rows

@@ -19,7 +19,7 @@ import pandas as pd
 from vdes_tune import __version__
 from vdes_tune.config import to_dict
 from vdes_tune.errors import BadInputError
-from vdes_tune.evaluation import calibration, figures, paired, quality, search_view, stats
+from vdes_tune.evaluation import calibration, figures, paired, power, quality, search_view, stats
 from vdes_tune.models.architectures import virtual_architectures
 from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, atomic_dir, output_index, read_manifest,
                                  read_parquet_checked, write_json)
@@ -186,6 +186,10 @@ def build(work: str | Path, run: str = "main", margin: float | None = None) -> d
     if answer.get("method") == "repeats and patients" and any(
             c["reference"] in (answer["real"], answer["no_des"]) for c in answer["comparisons"]):
         pngs["forest.png"] = figures.forest(answer)
+        curves = power.power_curves(answer)
+        if curves:
+            pngs["power.png"] = figures.power_curves(curves, answer["patients"],
+                                                     power.split_test_patients(power.CDD_CESM_PATIENTS))
     pngs["f1_distribution.png"] = figures.f1_distribution(results)
     if has_predictions:
         cal = tables["calibration"]
@@ -252,8 +256,10 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-FIGURE_ORDER = ("forest.png", "f1_distribution.png", "calibration.png", "quality_vs_gain.png", "montage.png")
+FIGURE_ORDER = ("forest.png", "power.png", "f1_distribution.png", "calibration.png", "quality_vs_gain.png",
+                "montage.png")
 FIGURE_TITLES = {"forest.png": "The answer: paired differences with 95% intervals",
+                 "power.png": "What would decide it: power against test patients (vdes-tune plan-study)",
                  "f1_distribution.png": "F1 over repeats per architecture",
                  "calibration.png": "Calibration of the malignant probability (test split, repeats pooled)",
                  "quality_vs_gain.png": "Image quality of each virtual DES against its classification gain",
