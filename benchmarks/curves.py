@@ -285,9 +285,12 @@ def replay(args: argparse.Namespace) -> None:
     out = Path(args.out or DATA / f"replays-table2{tail}.json")
     args.figure = args.figure or str(ROOT / "docs" / "figures" / f"search-replays{tail}.png")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"table": str(args.table), "replays": args.replays, "batch": args.batch,
-                               "parallel": args.parallel, "wall_s": wall, "commit": _commit(), "summary": summary,
-                               "runs": rows}, indent=1, default=float) + "\n")
+    head = json.dumps({"table": str(args.table), "replays": args.replays, "batch": args.batch,
+                       "parallel": args.parallel, "wall_s": wall, "commit": _commit(), "summary": summary},
+                      indent=1, default=float)
+    # The summary stays readable; the runs, one per line, keep the file small.
+    out.write_text(head[:-2] + ',\n "runs": [\n' + ",\n".join(
+        json.dumps(r, separators=(",", ":"), default=float) for r in rows) + "\n ]\n}\n")
     if args.figure:
         figure(summary, Path(args.figure))
     print(f"wrote {out}" + (f" and {args.figure}" if args.figure else ""))

@@ -361,7 +361,7 @@ def what_would_decide(answer: dict[str, Any], gain: dict[str, float], power: flo
     from vdes_tune.evaluation import power as planner
 
     patients, repeats = int(answer["patients"]), int(answer["repeats"])
-    if not all(math.isfinite(gain[k]) for k in ("diff", "se_repeats", "se_patients")) or gain["repeats"] < 1:
+    if not planner.estimable(gain):
         return ""
     comp = planner.components(gain, patients)
     sizes = [repeats] + ([PLANNED_REPEATS] if repeats < PLANNED_REPEATS else [])

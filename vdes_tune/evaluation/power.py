@@ -99,16 +99,11 @@ def verdict_chances(comp: Components, patients: int, repeats: int, reference: st
                     confidence: float = 0.95) -> dict[str, float]:
     """The chance of each verdict at a size: against real DES (non-inferiority at `margin`) or no DES (a gain
     or a loss), the pilot's difference taken as the truth."""
-    if reference == "real":
-        good = _beyond(-margin, comp, patients, repeats, confidence, upper=False)
-        bad = _beyond(-margin, comp, patients, repeats, confidence, upper=True)
-        names = VERSUS_REAL
-    elif reference == "none":
-        good = _beyond(0.0, comp, patients, repeats, confidence, upper=False)
-        bad = _beyond(0.0, comp, patients, repeats, confidence, upper=True)
-        names = VERSUS_NONE
-    else:
+    if reference not in ("real", "none"):
         raise ValueError(f"reference must be 'real' or 'none', got {reference!r}")
+    bound, names = (-margin, VERSUS_REAL) if reference == "real" else (0.0, VERSUS_NONE)
+    good = _beyond(bound, comp, patients, repeats, confidence, upper=False)
+    bad = _beyond(bound, comp, patients, repeats, confidence, upper=True)
     return {names[0]: good, names[1]: bad, names[2]: max(0.0, 1.0 - good - bad)}
 
 
@@ -147,6 +142,22 @@ def split_test_patients(dataset_patients: int, test_fraction: float = PAPER_TEST
     return max(1, round(dataset_patients * test_fraction))
 
 
+def estimable(comparison: dict) -> bool:
+    """Whether a comparison has the finite estimates a plan needs (not, e.g., a one-class test split's ROC-AUC)."""
+    return comparison["repeats"] >= 1 and all(math.isfinite(float(comparison[k]))
+                                              for k in ("diff", "se_repeats", "se_patients"))
+
+
+def planned(answer: dict, comparison: dict) -> tuple[str, float, Components] | None:
+    """A comparison of an answer as the planner reads it: its kind ('real' or 'none'), the bound's margin and its
+    variance parts; None when it is not estimable."""
+    if not estimable(comparison):
+        return None
+    kind = "real" if comparison["reference"] == answer["real"] else "none"
+    margin = 0.0 if kind == "none" else answer["margin"] if comparison["metric"] == "f1" else answer["auc_margin"]
+    return kind, margin, components(comparison, int(answer["patients"]))
+
+
 def study_plan(answer: dict, power: float = 0.8, repeats: int = 30, dataset_patients: int = CDD_CESM_PATIENTS,
                test_fraction: float = PAPER_TEST_FRACTION) -> list[dict]:
     """For each comparison of a finished answer: the pilot's size and decisive chance, the test patients needed
@@ -156,11 +167,10 @@ def study_plan(answer: dict, power: float = 0.8, repeats: int = 30, dataset_pati
     horizon = split_test_patients(dataset_patients, test_fraction)
     rows = []
     for c in answer["comparisons"]:
-        if not all(math.isfinite(float(c[k])) for k in ("diff", "se_repeats", "se_patients")) or c["repeats"] < 1:
+        found = planned(answer, c)
+        if found is None:
             continue
-        kind = "real" if c["reference"] == answer["real"] else "none"
-        margin = (answer["margin"] if c["metric"] == "f1" else answer["auc_margin"]) if kind == "real" else 0.0
-        comp = components(c, patients0)
+        kind, margin, comp = found
 
         def chance(p: int, r: int) -> float:
             return decisive(verdict_chances(comp, p, r, kind, margin))
@@ -190,13 +200,11 @@ def power_curves(answer: dict, repeats: tuple[int, ...] = (), most_patients: int
     names = answer["names"]
     rows = []
     for c in answer["comparisons"]:
-        if c["metric"] != "f1" or not all(math.isfinite(float(c[k])) for k in ("diff", "se_repeats", "se_patients")):
+        found = planned(answer, c) if c["metric"] == "f1" else None
+        # The figure keeps the study's two questions: against real DES and against no DES.
+        if found is None or found[0] == "none" and c["reference"] != answer["no_des"]:
             continue
-        kind = "real" if c["reference"] == answer["real"] else "none"
-        if kind == "none" and c["reference"] != answer["no_des"]:
-            continue  # the figure keeps the study's two questions: vs real DES and vs no DES
-        margin = answer["margin"] if kind == "real" else 0.0
-        comp = components(c, patients0)
+        kind, margin, comp = found
         label = f"{names.get(str(c['arch']), c['arch'])} vs {names.get(str(c['reference']), c['reference'])}"
         for r in repeats:
             for p in grid:
