@@ -1,13 +1,20 @@
-"""Does the planner's projected power come true? (issue 23, item 5, first check)
+"""Does the planner's projection come true? (issue 23, item 5)
 
-Simulated evaluations (`evaluation/simulate.py`: patients with a shared random effect, 1-3 crops each, every
+1. Simulated evaluations (`evaluation/simulate.py`: patients with a shared random effect, 1-3 crops each, every
 architecture's repeats a noisy classifier; real DES #3 gains `--effect` over no DES #2) are analysed by the
 answer's own code (`paired.analyse`). The planner's variance parts per repeat and per test patient come from
 pilot studies at one size (their mean over `--pilots` pilots, so the check is of the projection, not of one
 pilot's luck); `evaluation/power.py` projects the chance of a decisive verdict on real DES's gain to three
-other sizes, and `--studies` fresh studies at each size measure the rate. Target: within 5 points.
+other sizes, and `--studies` fresh studies at each size measure the rate. Target: within 5 points. Beside
+it, the spread of what a single pilot projects (the planner's everyday use).
+
+2. `--phantom PILOT STUDY`: two finished phantom evaluations (eval/<run>/ folders), a small one and a larger
+one. Each comparison's interval half-width projected from the pilot to the study's size against the one the
+study measured (target: within 30%), and the projected chance of a decisive verdict against the verdict the
+study reached. Appends to `--phantom-out`.
 
     python benchmarks/power_validation.py [--studies 400] [--pilots 100]
+    python benchmarks/power_validation.py --phantom PILOT_EVAL_DIR STUDY_EVAL_DIR --label "demo -> CPU study"
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, astuple
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +44,8 @@ def decisive_rate(size: tuple[int, int], studies: int, effect: float, seed: int,
     return hits / studies
 
 
-def pilot_components(size: tuple[int, int], pilots: int, effect: float, seed: int, bootstrap: int):
-    """The planner's variance parts, averaged over pilot studies at one size."""
+def pilot_components(size: tuple[int, int], pilots: int, effect: float, seed: int, bootstrap: int) -> list:
+    """The planner's variance parts of each of `pilots` pilot studies at one size."""
     from vdes_tune.evaluation.paired import AnalysisConfig, analyse
     from vdes_tune.evaluation.power import Components, components
     from vdes_tune.evaluation.simulate import simulated_study
@@ -49,13 +56,68 @@ def pilot_components(size: tuple[int, int], pilots: int, effect: float, seed: in
     for _ in range(pilots):
         answer = analyse(simulated_study(rng, patients=size[0], repeats=size[1], effects={3: effect}), cfg)
         c = components(answer["real_gain"]["f1"], answer["patients"])
-        parts.append((c.diff, c.per_repeat, c.per_patient, c.per_interaction))
-    return Components(*(float(x) for x in np.mean(parts, axis=0)))
+        parts.append(c)
+    return parts
+
+
+def mean_components(parts: list):
+    """The variance parts averaged over pilots."""
+    from vdes_tune.evaluation.power import Components
+
+    return Components(*(float(x) for x in np.mean([astuple(c) for c in parts], axis=0)))
+
+
+def phantom_pair(pilot_dir: Path, study_dir: Path, label: str) -> dict:
+    """Every comparison's half-width and decisive chance projected from one finished evaluation to another's
+    size, against what the other measured."""
+    from vdes_tune.evaluation import power
+    from vdes_tune.evaluation.report import answer_of
+
+    pilot, study = answer_of(pilot_dir), answer_of(study_dir)
+    size = (int(study["patients"]), int(study["repeats"]))
+    measured = {(c["metric"], c["arch"], c["reference"]): c for c in study["comparisons"]}
+    rows = []
+    for c in pilot["comparisons"]:
+        found, other = power.planned(pilot, c), measured.get((c["metric"], c["arch"], c["reference"]))
+        if found is None or other is None or not power.estimable(other):
+            continue
+        kind, margin, comp = found
+        half = (other["ci_high"] - other["ci_low"]) / 2
+        projected = power.half_width(comp, *size)
+        rows.append({"metric": c["metric"], "arch": c["arch"], "reference": c["reference"], "kind": kind,
+                     "pilot_diff": c["diff"], "pilot_half_width": (c["ci_high"] - c["ci_low"]) / 2,
+                     "projected_half_width": projected, "measured_half_width": half, "ratio": projected / half,
+                     "projected_decisive": power.decisive(power.verdict_chances(comp, *size, kind, margin)),
+                     "study_diff": other["diff"], "study_verdict": other["verdict"]})
+    ratios = np.array([r["ratio"] for r in rows])
+    return {"label": label, "pilot": str(pilot_dir), "study": str(study_dir),
+            "pilot_size": [int(pilot["patients"]), int(pilot["repeats"])], "study_size": list(size),
+            "within_30_percent": float(np.mean(np.abs(ratios - 1) <= 0.3)) if len(rows) else float("nan"),
+            "median_ratio": float(np.median(ratios)) if len(rows) else float("nan"), "rows": rows}
+
+
+def print_pair(pair: dict) -> None:
+    """The pair as Markdown: the F1 rows, then a line per metric."""
+    print(f"{pair['label']}: {pair['pilot_size'][0]} test patients x {pair['pilot_size'][1]} repeats -> "
+          f"{pair['study_size'][0]} x {pair['study_size'][1]}")
+    print("| metric | comparison | pilot diff +- half-width | projected half-width | measured | ratio | "
+          "projected P(decisive) | study: diff, verdict |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in pair["rows"]:
+        print(f"| {r['metric']} | #{r['arch']} vs #{r['reference']} | {100 * r['pilot_diff']:+.1f} +- "
+              f"{100 * r['pilot_half_width']:.1f} | {100 * r['projected_half_width']:.1f} | "
+              f"{100 * r['measured_half_width']:.1f} | {r['ratio']:.2f} | {r['projected_decisive']:.2f} | "
+              f"{100 * r['study_diff']:+.1f}, {r['study_verdict']} |")
+    for metric in sorted({r["metric"] for r in pair["rows"]}):
+        ratios = np.array([r["ratio"] for r in pair["rows"] if r["metric"] == metric])
+        print(f"- {metric}: median ratio {np.median(ratios):.2f}, within 30%: {np.sum(np.abs(ratios - 1) <= 0.3)} "
+              f"of {len(ratios)}")
+    print(f"- all metrics: median ratio {pair['median_ratio']:.2f}, within 30%: {pair['within_30_percent']:.0%}")
 
 
 def main() -> None:
     """Project from pilots, measure at three sizes, print a Markdown table and write JSON."""
-    from vdes_tune.evaluation.power import decisive, verdict_chances
+    from vdes_tune.evaluation.power import assurance, decisive, standard_error, verdict_chances
     from vdes_tune.search.replay import wilson
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,26 +126,51 @@ def main() -> None:
     parser.add_argument("--effect", type=float, default=1.0)
     parser.add_argument("--bootstrap", type=int, default=300)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "data" / "power-validation.json"))
+    parser.add_argument("--phantom", nargs=2, type=Path, metavar=("PILOT", "STUDY"), default=None)
+    parser.add_argument("--label", default="phantom pair")
+    parser.add_argument("--phantom-out", type=Path,
+                        default=ROOT / "benchmarks" / "data" / "power-validation-phantom.json")
     args = parser.parse_args()
+    if args.phantom:
+        pair = phantom_pair(*args.phantom, args.label)
+        print_pair(pair)
+        done = json.loads(args.phantom_out.read_text()) if args.phantom_out.is_file() else []
+        done = [p for p in done if p["label"] != args.label] + [pair]
+        args.phantom_out.write_text(json.dumps(done, indent=1, default=float) + "\n")
+        return
     start = time.perf_counter()
     pilot = (40, 5)
-    comp = pilot_components(pilot, args.pilots, args.effect, 1, args.bootstrap)
+    singles = pilot_components(pilot, args.pilots, args.effect, 1, args.bootstrap)
+    comp = mean_components(singles)
     print(f"pilot parts ({args.pilots} pilots of {pilot[0]} test patients x {pilot[1]} repeats): diff "
           f"{comp.diff:+.4f}, per repeat {comp.per_repeat:.5f}, per patient {comp.per_patient:.5f}, repeat x patient "
           f"{comp.per_interaction:.5f}")
     rows = []
     for i, size in enumerate([(12, 3), (20, 4), (60, 10)]):  # undecidable, borderline, comfortably decided
         projected = decisive(verdict_chances(comp, size[0], size[1], "none"))
+        one = np.array([decisive(verdict_chances(c, size[0], size[1], "none")) for c in singles])
+        assured = np.array([assurance(c, standard_error(c, *pilot), size[0], size[1], "none") for c in singles])
         observed = decisive_rate(size, args.studies, args.effect, 100 + i, args.bootstrap)
         low, high = wilson(round(observed * args.studies), args.studies)
         rows.append({"patients": size[0], "repeats": size[1], "projected": projected, "observed": observed,
-                     "ci_low": low, "ci_high": high, "gap": observed - projected})
+                     "ci_low": low, "ci_high": high, "gap": observed - projected,
+                     "single_pilot": {"median": float(np.median(one)), "p10": float(np.percentile(one, 10)),
+                                      "p90": float(np.percentile(one, 90)),
+                                      "within_10_points": float(np.mean(np.abs(one - observed) <= 0.10)),
+                                      "mean": float(one.mean()), "assurance_mean": float(assured.mean()),
+                                      "assurance_p10": float(np.percentile(assured, 10)),
+                                      "assurance_p90": float(np.percentile(assured, 90))}})
     wall = time.perf_counter() - start
-    print(f"| test patients | repeats | projected power | observed decisive rate [95% CI] | gap |")
-    print("|---|---|---|---|---|")
+    print("| test patients | repeats | projected power | observed decisive rate [95% CI] | gap | one pilot's "
+          "projection: median [10th, 90th pct] | one pilot within 10 points | one pilot's assurance: mean "
+          "[10th, 90th pct] |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
+        one = r["single_pilot"]
         print(f"| {r['patients']} | {r['repeats']} | {r['projected']:.3f} | {r['observed']:.3f} "
-              f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {r['gap']:+.3f} |")
+              f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {r['gap']:+.3f} | {one['median']:.3f} "
+              f"[{one['p10']:.3f}, {one['p90']:.3f}] | {one['within_10_points']:.0%} | {one['assurance_mean']:.3f} "
+              f"[{one['assurance_p10']:.3f}, {one['assurance_p90']:.3f}] |")
     print(f"{args.studies} studies per size; wall {wall / 60:.1f} min")
     Path(args.out).write_text(json.dumps({"pilot": list(pilot), "pilots": args.pilots, "studies": args.studies,
                                           "effect": args.effect, "bootstrap": args.bootstrap,

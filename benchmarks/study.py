@@ -11,7 +11,7 @@ signal (docs/phantom.md):
 With `--signal null` the targets are instead that no architecture differs from #1 (Holm-adjusted p >= 0.05).
 
     python benchmarks/study.py [--patients 100] [--crop-size 64] [--repeats 8] [--epochs 15] [--signal paper]
-                               [--work DIR] [--json OUT]
+                               [--split 0.70,0.15,0.15] [--work DIR] [--json OUT]
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def pipeline(args: argparse.Namespace) -> dict:
         "name": "cpu-study",
         "description": "benchmarks/study.py",
         "stages": [
-            {"ingest": {"crop_size": args.crop_size, "seed": args.seed, "qa_samples": 2}},
+            {"ingest": {"crop_size": args.crop_size, "seed": args.seed, "qa_samples": 2,
+                        "split_fractions": [float(f) for f in args.split.split(",")]}},
             {"generators": [{"name": "cyclegan-study", "model": "cyclegan", "epochs": args.gan_epochs,
                              "batch_size": 8, "lr": 2.0e-4, "features": 16, "blocks": 2, "disc_features": 16,
                              "seed": args.seed, "samples": 2}]},
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--gan-epochs", type=int, default=5)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--archs", default="1,2,3,4,5,6")
+    parser.add_argument("--split", default="0.70,0.15,0.15", help="Train, validation and test fractions of the "
+                        "patients (e.g. 0.35,0.075,0.575 doubles the patients into the test split only).")
     parser.add_argument("--signal", default="paper", choices=("paper", "null", "des-only"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="Keep the workspace here (default: a temp dir).")

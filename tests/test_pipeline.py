@@ -110,6 +110,15 @@ def test_smoke_pipeline_end_to_end_then_resumes_as_a_no_op(ray_local, small_data
               if (r["metric"], r["arch"], r["reference"]) == ("f1", 3, 2)]
     assert row["half_width"] == pytest.approx((gain["ci_high"] - gain["ci_low"]) / 2, rel=1e-6)
     assert (row["patients"], row["repeats"], row["horizon_patients"]) == (answer["patients"], 3, 49)
+    assert row["cheapest"] in row["frontier"] + [None]
+    spoken = runner.invoke(app, ["plan-study", "--work", str(work), "--run", "smoke", "--metric", "specificity"])
+    assert spoken.exit_code == 0 and "specificity differences taken as the truth" in spoken.output
+    wrong = runner.invoke(app, ["plan-study", "--work", str(work), "--run", "smoke", "--metric", "recall"])
+    assert wrong.exit_code == 2 and "'recall' is not one of f1" in wrong.output
+    # Sensitivity and specificity at the operating point, beside F1 and ROC-AUC, in every place the answer is.
+    assert answer["metrics"] == ["f1", "roc_auc", "sensitivity", "specificity"]
+    assert {c["metric"] for c in answer["comparisons"]} == set(answer["metrics"])
+    assert "| #4 LE+LED+U-Net/PT | specificity |" in md
     assert md.index("**Answer.**") < md.index("## Figures") < md.index("## Tables")
     assert answer["sentence"] in md.split("## Figures")[0]
     assert md.index("forest.png") < md.index("montage.png")

@@ -325,7 +325,8 @@ class EvaluateConfig:
     # Weights kept per job: "first" keeps repeat 0 of each architecture (for the report's montage).
     save_weights: Literal["none", "first", "all"] = "first"
     # How the report computes the answer (evaluation/paired.py AnalysisConfig): margin (non-inferiority,
-    # default 0.02 = 2 F1 points), auc_margin, no_des (1 or 2), confidence, bootstrap, seed, calibration_bins.
+    # default 0.02 = 2 F1 points), auc_margin, rate_margin (sensitivity and specificity, 0.05), no_des (1 or 2),
+    # confidence, bootstrap, seed, calibration_bins.
     analysis: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -56,6 +56,14 @@ def test_bad_option_value_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "registration" in result.stderr
 
 
+def test_usage_errors_exit_2_with_the_option_named() -> None:
+    # Typer raises its own copy of click's exceptions: the console script must still treat them as usage errors.
+    for args, said in ((["evaluate", "--repeats", "0"], "--repeats"), (["synth", "--no-such"], "No such option"),
+                       (["plan-study", "--metric", "recall"], "'recall' is not one of f1")):
+        result = _cli(*args)
+        assert result.returncode == 2 and said in result.stderr and "failed:" not in result.stderr, result.stderr
+
+
 def test_bad_config_field_exits_2(tmp_path: Path, small_dataset: Path) -> None:
     cfg = tmp_path / "ingest.yaml"
     cfg.write_text("crop_size: 224\nnl_means_h: 12\n")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
 from vdes_tune.config import EvaluateConfig
 from vdes_tune.errors import BadInputError
@@ -30,6 +30,20 @@ def test_weighted_metrics_match_scikit_learn_with_sample_weights() -> None:
         for k, s in enumerate(scores):
             assert f1[b, k] == pytest.approx(f1_score(labels, s >= 0.5, sample_weight=w, zero_division=0))
             assert auc[b, k] == pytest.approx(roc_auc_score(labels, s, sample_weight=w))
+
+
+def test_sensitivity_and_specificity_match_scikit_learns_weighted_confusion_matrix() -> None:
+    rng = np.random.default_rng(12)
+    labels = (rng.random(50) < 0.4).astype(int)
+    predicted = (rng.random((3, 50)) < 0.5).astype(int)
+    weights = np.vstack([np.ones(50), rng.integers(0, 4, size=(4, 50)), np.where(labels == 1, 0, 1)]).astype(float)
+    sens = paired.weighted_recall(labels, predicted, weights, 1)
+    spec = paired.weighted_recall(labels, predicted, weights, 0)
+    for b, w in enumerate(weights[:-1]):
+        for k, yhat in enumerate(predicted):
+            (tn, fp), (fn, tp) = confusion_matrix(labels, yhat, labels=[0, 1], sample_weight=w)
+            assert sens[b, k] == pytest.approx(tp / (tp + fn)) and spec[b, k] == pytest.approx(tn / (tn + fp))
+    assert np.isnan(sens[-1]).all() and np.isfinite(spec[-1]).all()  # a draw without malignant crops
 
 
 def test_patient_bootstrap_moves_a_patients_crops_together() -> None:
@@ -88,6 +102,16 @@ def test_point_differences_and_fraction_match_a_direct_computation() -> None:
     assert lo < d[4] / d[3] < hi
     auc = {(a, r): roc_auc_score(g["label"], g["score"]) for (a, r), g in frame.groupby(["arch", "repeat"])}
     assert answer["means"]["roc_auc"]["3"] == pytest.approx(np.mean([auc[(3, r)] for r in range(4)]))
+    for metric, cls in (("sensitivity", 1), ("specificity", 0)):
+        rate = {(a, r): confusion_matrix(g["label"], g["score"] >= 0.5, normalize="true")[cls, cls]
+                for (a, r), g in frame.groupby(["arch", "repeat"])}
+        c = answer["real_gain"][metric]
+        assert c["diff"] == pytest.approx(np.mean([rate[(3, r)] - rate[(2, r)] for r in range(4)]))
+        assert c["ci_low"] < c["diff"] < c["ci_high"] and c["verdict"] in ("better", "worse", "no clear difference")
+        vs_real = next(x for x in answer["comparisons"] if (x["metric"], x["arch"], x["reference"]) == (metric, 4, 3))
+        assert vs_real["verdict"] == paired.versus_real(vs_real, 0.05)  # the rate margin, 5 points by default
+    assert answer["margins"] == {"f1": 0.02, "roc_auc": 0.02, "sensitivity": 0.05, "specificity": 0.05}
+    assert "At probability 0.5, real DES changes sensitivity by " in answer["sentence"]
 
 
 def test_null_says_no_difference_at_the_nominal_rate() -> None:
@@ -184,3 +208,19 @@ def test_a_repeats_own_test_sample_noise_is_the_interaction_not_the_shared_patie
     found = paired.difference(point, boot, 0, 1, 0.95)
     assert found["se_patients"] == pytest.approx(0.0, abs=1e-12)
     assert found["se_interaction"] ** 2 == pytest.approx(np.var(a, ddof=1))
+
+
+def test_an_undecided_non_inferiority_says_what_would_decide_it_at_the_margin() -> None:
+    from vdes_tune.evaluation import power
+
+    frame = simulated_study(np.random.default_rng(13), patients=40, repeats=5, effects={3: 2.5, 4: 2.0})
+    answer = analyse(frame, AnalysisConfig(bootstrap=300, virtual=(4,)), names={4: "#4 U-Net/PT"})
+    c = next(c for c in answer["comparisons"] if (c["metric"], c["arch"], c["reference"]) == ("f1", 4, 3))
+    assert answer["real_gain"]["f1"]["verdict"] == "better" and c["verdict"] == "inconclusive"
+    comp = power.components(c, 40)
+    # It sits 0.2 points from the -2-point margin: thousands of test patients, never more repeats alone.
+    needed = [power.patients_needed(comp, r, "real", 0.02, fewest=40) for r in (5, 30)]
+    assert needed[0] > needed[1] > 1000
+    assert (f"To decide #4 U-Net/PT at the 2-point margin with 80% power (its difference taken as the truth) you "
+            f"need about {needed[0]} test patients at 5 repeats or about {needed[1]} test patients at 30 repeats; "
+            f"this run had 40 test patients; more repeats alone cannot") in answer["sentence"]

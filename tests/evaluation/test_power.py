@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vdes_tune.evaluation.power import (Components, components, decisive, degrees_of_freedom, half_width,
-                                        patients_needed, standard_error, verdict_chances)
+from vdes_tune.evaluation.power import (Components, assurance, cheapest, components, decisive, degrees_of_freedom,
+                                        frontier, half_width, patients_needed, standard_error, verdict_chances)
 
 
 def test_projection_matches_hand_computed_width():
@@ -14,6 +14,51 @@ def test_projection_matches_hand_computed_width():
     assert standard_error(comp, 9, 4) == pytest.approx(math.sqrt(0.02))
     assert degrees_of_freedom(comp, 9, 4) == pytest.approx(12.0)
     assert half_width(comp, 9, 4) == pytest.approx(2.1788128 * math.sqrt(0.02), rel=1e-6)
+
+
+def test_patients_needed_with_only_a_patient_part_is_the_normal_sample_size_formula():
+    # No repeat part: d̄ ~ N(Δ, σ_p² / P), df infinite; power 0.8 at two-sided 0.05 needs
+    # P = σ_p² (z_0.975 + z_0.8)² / Δ² = 0.25 x 7.849 / 0.01 = 196.2 -> 197 patients.
+    comp = Components(diff=0.1, per_repeat=0.0, per_patient=0.25)
+    expected = math.ceil(0.25 * (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) ** 2 / 0.1 ** 2)
+    assert expected == 197
+    assert patients_needed(comp, 5, "none", power=0.8) == expected
+
+
+def test_assurance_averages_power_over_the_pilots_uncertainty_in_closed_form():
+    # Normal case (no repeat part): power(Δ) = Φ(Δ/se - z) + Φ(-Δ/se - z); with Δ ~ N(d, s0²) its mean is
+    # Φ((d/se - z) / k) + Φ((-d/se - z) / k), k = sqrt(1 + s0² / se²). Here se = 0.05 at 100 patients.
+    comp = Components(diff=0.1, per_repeat=0.0, per_patient=0.25)
+    z, k = stats.norm.ppf(0.975), math.sqrt(1 + 0.04 ** 2 / 0.05 ** 2)
+    expected = stats.norm.cdf((2 - z) / k) + stats.norm.cdf((-2 - z) / k)
+    assert assurance(comp, 0.04, 100, 5, "none") == pytest.approx(expected, abs=2e-3)
+    assert assurance(comp, 1e-9, 100, 5, "none") == pytest.approx(decisive(verdict_chances(comp, 100, 5, "none")))
+
+
+def test_patients_needed_finds_the_first_size_when_the_chance_is_not_monotone():
+    # At 2 repeats the chance rises to 0.787 at 5 patients, then falls (the Welch df drops towards 1 as the
+    # patient part shrinks) to 0.31 with endless patients: the first size with 75% is 4.
+    comp = Components(diff=0.2, per_repeat=0.003, per_patient=0.01)
+    chance = [decisive(verdict_chances(comp, p, 2, "none")) for p in range(1, 41)]
+    first = 1 + next(i for i, c in enumerate(chance) if c >= 0.75)
+    assert first == 4 and chance[-1] < 0.75  # a bisection from 100,000 down would have said "none"
+    assert patients_needed(comp, 2, "none", power=0.75) == first
+
+
+def test_the_frontier_and_the_cheapest_point_that_fits_the_test_split():
+    # No patient part: patients do not matter, so each number of repeats either decides from the first size or
+    # never; R repeats give power with d̄ / (σ_r / √R) as noncentral t(R - 1).
+    comp = Components(diff=0.07, per_repeat=0.01, per_patient=0.0)
+    points = frontier(comp, "none", power=0.8, fewest=7, repeats=(3, 10, 20, 30))
+    enough = {r: stats.nct.sf(stats.t.ppf(0.975, r - 1), r - 1, 0.07 / math.sqrt(0.01 / r)) >= 0.8
+              for r in (3, 10, 20, 30)}
+    assert enough == {3: False, 10: False, 20: True, 30: True}
+    assert [p["patients"] for p in points] == [7 if enough[r] else None for r in (3, 10, 20, 30)]
+    assert cheapest(points, 49) == {"repeats": 20, "patients": 7} and cheapest(points, 6) is None
+    # With a patient part the test split must hold the frontier's patients: the fewest repeats that fit.
+    hand = [{"repeats": 3, "patients": None}, {"repeats": 10, "patients": 120}, {"repeats": 30, "patients": 40}]
+    assert cheapest(hand, 49) == {"repeats": 30, "patients": 40} and cheapest(hand, 200)["repeats"] == 10
+    assert cheapest(hand, 39) is None
 
 
 def test_components_read_the_answers_variance_parts_per_unit():
@@ -84,7 +129,7 @@ def test_the_plan_of_an_answer_projects_each_comparison_and_the_real_datasets_ho
             "repeats": 6}
     virtual = {"metric": "f1", "arch": 6, "reference": 3, "diff": -0.05, "se_repeats": 0.03, "se_patients": 0.09,
                "repeats": 6}
-    answer = {"patients": 13, "repeats": 6, "real": 3, "margin": 0.02, "auc_margin": 0.02,
+    answer = {"patients": 13, "repeats": 6, "real": 3, "margin": 0.02, "auc_margin": 0.02, "margins": {"f1": 0.02, "roc_auc": 0.02},
               "comparisons": [gain, virtual]}
     rows = study_plan(answer, power=0.8, repeats=30)
     assert split_test_patients(326) == 49 and all(r["horizon_patients"] == 49 for r in rows)
@@ -116,7 +161,7 @@ def test_power_curves_are_the_projection_on_a_grid_and_rise_with_patients():
     gain = {"metric": "f1", "arch": 3, "reference": 2, "diff": 0.161, "se_repeats": 0.048, "se_patients": 0.108,
             "repeats": 6}
     other = {**gain, "reference": 1}  # against #1: not one of the study's two questions, left out
-    answer = {"patients": 13, "repeats": 6, "real": 3, "no_des": 2, "margin": 0.02, "auc_margin": 0.02,
+    answer = {"patients": 13, "repeats": 6, "real": 3, "no_des": 2, "margin": 0.02, "auc_margin": 0.02, "margins": {"f1": 0.02, "roc_auc": 0.02},
               "names": {"3": "#3", "2": "#2"}, "comparisons": [gain, other]}
     rows = power_curves(answer)
     assert {(r["comparison"], r["repeats"]) for r in rows} == {("#3 vs #2", 6), ("#3 vs #2", 30)}

@@ -53,7 +53,8 @@ def main() -> None:
     except Exception as exc:  # click usage errors carry their own exit code (2)
         import click
 
-        if isinstance(exc, click.ClickException):
+        # Typer 0.29 raises its own copy of click's exceptions (typer._click), which click's class misses.
+        if isinstance(exc, (click.ClickException, typer.TyperException)) and hasattr(exc, "show"):
             exc.show()
             sys.exit(exc.exit_code)
         typer.secho(f"failed: {type(exc).__name__}: {exc}", err=True, fg=typer.colors.RED)

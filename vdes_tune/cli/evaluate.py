@@ -191,12 +191,16 @@ def plan_study_cmd(
     patients: int = typer.Option(326, "--dataset-patients", min=2, help="Patients of the dataset to plan for "
                                  "(the CDD-CESM's 326); its test split is --test-fraction of them."),
     test_fraction: float = typer.Option(0.15, "--test-fraction", min=0.01, max=0.9),
+    metric: str = typer.Option("f1", "--metric", help="The metric to plan in words: f1, roc_auc, sensitivity or "
+                               "specificity (--json has them all)."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """How many test patients and repeats would decide each comparison of a finished evaluation."""
     from vdes_tune.evaluation import paired, power as planner, report
     from vdes_tune.workspace import Workspace
 
+    if metric not in paired.METRICS:
+        raise typer.BadParameter(f"{metric!r} is not one of {', '.join(paired.METRICS)}", param_hint="--metric")
     workspace = Workspace.at(work)
     eval_dir = workspace.pull(workspace.evaluation(run))
     plan_path = eval_dir / "plan.json"
@@ -212,10 +216,10 @@ def plan_study_cmd(
         typer.echo(json.dumps({"run": run, "power": power, "repeats": repeats, "dataset_patients": patients,
                                "test_fraction": test_fraction, "comparisons": rows}, indent=2, default=float))
         return
-    names = answer["names"]
+    names, label = answer["names"], paired.METRIC_NAMES[metric]
     typer.echo(f"Pilot: {answer['patients']} test patients, {answer['repeats']} repeats. Test patients for {power:.0%}"
-               f" power (a decisive verdict), the pilot's F1 differences taken as the truth (ROC-AUC: --json):")
-    for r in (r for r in rows if r["metric"] == "f1"):
+               f" power (a decisive verdict), the pilot's {label} differences taken as the truth:")
+    for r in (r for r in rows if r["metric"] == metric):
         def need(n: Optional[int]) -> str:
             if n is None:
                 return "none suffices"
@@ -223,12 +227,16 @@ def plan_study_cmd(
 
         bound = f"the -{100 * r['margin']:g}-point margin" if r["kind"] == "real" else "0"
         alone = "more repeats alone could" if r["repeats_alone_enough"] else "more repeats alone cannot"
+        best = r["cheapest"]
+        cheap = (f"cheapest there: {best['repeats']} repeats on {best['patients']} test patients" if best else
+                 f"no number of repeats up to {planner.REPEAT_LADDER[-1]} decides it on that test split")
         typer.echo(f"- {names.get(str(r['arch']), r['arch'])} vs {names.get(str(r['reference']))}: "
                    f"{100 * r['diff']:+.1f} points against {bound}, +-{100 * r['half_width']:.1f} now "
                    f"(decisive {r['decisive_now']:.0%}). At {r['repeats']} repeats: {need(r['patients_needed'])}; "
                    f"at {repeats}: {need(r[f'patients_needed_at_{repeats}'])}; {alone}. A {patients}-patient "
                    f"dataset ({r['horizon_patients']} test patients, {repeats} repeats) decides it "
-                   f"{r[f'decisive_at_horizon_{repeats}']:.0%} of the time.")
+                   f"{r[f'decisive_at_horizon_{repeats}']:.0%} of the time ({r[f'assurance_at_horizon_{repeats}']:.0%} "
+                   f"averaged over the pilot's uncertainty about the difference); {cheap}.")
     if answer["patients"] < 10:
         typer.echo(f"Caution: the patient part is estimated from {answer['patients']} test patients; a larger pilot "
                    f"makes these numbers firmer.")

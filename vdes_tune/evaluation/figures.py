@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vdes_tune.evaluation.paired import METRIC_NAMES
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -104,16 +106,18 @@ def montage_sources(workspace: Any, plan: dict[str, Any], eval_dir: Path, count:
 
 def forest(answer: dict[str, Any]) -> bytes:
     """Paired differences with their 95% intervals: each virtual DES against real DES (non-inferiority margin
-    dashed) and, with real DES, against no DES; F1 on top, ROC-AUC below."""
+    dashed) and, with real DES, against no DES; one row of panels per metric (F1, ROC-AUC, sensitivity,
+    specificity)."""
     plt = _pyplot()
     names = {int(k): v for k, v in answer["names"].items()}
     real, base = answer["real"], answer["no_des"]
     frame = pd.DataFrame(answer["comparisons"])
-    fig, axes = plt.subplots(2, 2, figsize=(11, 5.6), sharey="row")
+    metrics = answer["metrics"]
+    fig, axes = plt.subplots(len(metrics), 2, figsize=(11, 2.8 * len(metrics)), sharey="row", squeeze=False)
     colours = {"non-inferior": "tab:green", "better": "tab:green", "inferior": "tab:red", "worse": "tab:red",
                "inconclusive": "tab:gray", "no clear difference": "tab:gray"}
-    for row, metric in enumerate(("f1", "roc_auc")):
-        margin = answer["margin"] if metric == "f1" else answer["auc_margin"]
+    for row, metric in enumerate(metrics):
+        margin = answer["margins"][metric]
         for col, (ref, title) in enumerate(((real, f"vs real DES (#{real})"), (base, f"vs no DES (#{base})"))):
             ax = axes[row][col]
             part = frame[(frame["metric"] == metric) & (frame["reference"] == ref)] if len(frame) else frame
@@ -129,12 +133,12 @@ def forest(answer: dict[str, Any]) -> bytes:
             ax.axvline(0, color="k", lw=0.8)
             if ref == real:
                 ax.axvline(-100 * margin, color="tab:red", ls="--", lw=0.8)
-            ax.set_xlabel(f"difference in test {'F1' if metric == 'f1' else 'ROC-AUC'} (points)")
+            ax.set_xlabel(f"difference in test {METRIC_NAMES[metric]} (points)")
             ax.set_title(title if row == 0 else "", fontsize=10)
             ax.grid(axis="x", alpha=0.3)
             ax.margins(x=0.25)
     fig.suptitle(f"Paired differences over {answer['repeats']} repeats and {answer['patients']} test patients "
-                 f"(95% CI; dashed: -{100 * answer['margin']:g}-point margin)", fontsize=10)
+                 f"(95% CI; dashed: the non-inferiority margin)", fontsize=10)
     fig.tight_layout()
     return _png(fig)
 

@@ -26,8 +26,9 @@ from vdes_tune.config import from_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.models.architectures import virtual_architectures
 
-METRICS = ("f1", "roc_auc")
-METRIC_NAMES = {"f1": "F1", "roc_auc": "ROC-AUC"}
+METRICS = ("f1", "roc_auc", "sensitivity", "specificity")
+METRIC_NAMES = {"f1": "F1", "roc_auc": "ROC-AUC", "sensitivity": "sensitivity", "specificity": "specificity"}
+OPERATING_POINT = ("sensitivity", "specificity")  # at the threshold, as F1: what a clinical reader asks first
 PLANNED_REPEATS = 30  # the paper's repeats: what the advice of an undecided answer also projects to
 
 
@@ -37,6 +38,7 @@ class AnalysisConfig:
 
     margin: float = 0.02  # non-inferiority margin on test F1: 2 F1 points
     auc_margin: float = 0.02  # the same for ROC-AUC
+    rate_margin: float = 0.05  # the same for sensitivity and specificity (reader studies use 5 to 10 points)
     no_des: int = 2  # the no-DES reference: #2 LE+LED+LE differs from the virtual DES only in channel 3
     real: int = 3
     virtual: tuple[int, ...] = ()  # empty: every evaluated architecture with a virtual DES channel
@@ -49,6 +51,7 @@ class AnalysisConfig:
     def __post_init__(self) -> None:
         checks = [(0 <= self.margin < 1, "margin", "must be in [0, 1) (0.02 = 2 F1 points)"),
                   (0 <= self.auc_margin < 1, "auc_margin", "must be in [0, 1)"),
+                  (0 <= self.rate_margin < 1, "rate_margin", "must be in [0, 1)"),
                   (0.5 <= self.confidence < 1, "confidence", "must be in [0.5, 1)"),
                   (self.bootstrap >= 100, "bootstrap", "must be >= 100"),
                   (0 < self.threshold < 1, "threshold", "must be in (0, 1)"),
@@ -60,7 +63,7 @@ class AnalysisConfig:
 
     def margin_for(self, metric: str) -> float:
         """The non-inferiority margin of a metric."""
-        return self.margin if metric == "f1" else self.auc_margin
+        return {"f1": self.margin, "roc_auc": self.auc_margin}.get(metric, self.rate_margin)
 
 
 def analysis_config(data: dict[str, Any] | None, **overrides: Any) -> AnalysisConfig:
@@ -118,6 +121,16 @@ def weighted_f1(labels: np.ndarray, predicted: np.ndarray, weights: np.ndarray) 
         return np.where(tp > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
 
 
+def weighted_recall(labels: np.ndarray, predicted: np.ndarray, weights: np.ndarray, cls: int) -> np.ndarray:
+    """The share of class `cls` crops predicted as `cls` (sensitivity for 1, specificity for 0) of K prediction
+    rows (K x C, 0/1) under B weightings (B x C) -> B x K; NaN for a weighting without that class."""
+    y = (labels == cls).astype(float)
+    hit = (predicted == cls).astype(float) * y
+    total = (weights @ y)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (weights @ hit.T) / total, np.nan)
+
+
 def weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """ROC-AUC (ties count one half) of K score rows (K x C) under B weightings (B x C) -> B x K; NaN for a
     weighting without both classes."""
@@ -140,6 +153,9 @@ def metric_values(table: ScoreTable, metric: str, weights: np.ndarray, threshold
         values = weighted_f1(table.labels, flat >= threshold, weights)
     elif metric == "roc_auc":
         values = weighted_auc(table.labels, flat, weights)
+    elif metric in OPERATING_POINT:
+        values = weighted_recall(table.labels, (flat >= threshold).astype(int), weights,
+                                 1 if metric == "sensitivity" else 0)
     else:
         raise ValueError(f"unknown metric {metric!r}")
     return values.reshape(weights.shape[0], *table.scores.shape[:2])
@@ -257,8 +273,9 @@ def analyse(predictions: pd.DataFrame, cfg: AnalysisConfig = AnalysisConfig(),
     virtual = [a for a in cfg.virtual or virtual_architectures() if a in have]
     out: dict[str, Any] = {
         "split": "test", "metrics": list(METRICS), "primary": "f1", "margin": cfg.margin,
-        "auc_margin": cfg.auc_margin, "no_des": cfg.no_des, "real": cfg.real, "confidence": cfg.confidence,
-        "bootstrap": cfg.bootstrap, "seed": cfg.seed, "threshold": cfg.threshold,
+        "auc_margin": cfg.auc_margin, "rate_margin": cfg.rate_margin,
+        "margins": {m: cfg.margin_for(m) for m in METRICS}, "no_des": cfg.no_des, "real": cfg.real,
+        "confidence": cfg.confidence, "bootstrap": cfg.bootstrap, "seed": cfg.seed, "threshold": cfg.threshold,
         "repeats": len(table.repeats), "patients": len(table.patients), "crops": len(table.crop_ids),
         "positives": int(table.labels.sum()), "names": {str(a): names.get(a, f"#{a}") for a in table.archs},
         "means": {}, "comparisons": [], "real_gain": {}, "recovered": {}, "verdicts": {},
@@ -276,7 +293,8 @@ def analyse(predictions: pd.DataFrame, cfg: AnalysisConfig = AnalysisConfig(),
                 out["comparisons"].append({"metric": metric, "arch": arch, "reference": ref, **c,
                                            "verdict": verdict})
                 if arch == cfg.real and ref == cfg.no_des:
-                    out["real_gain"][metric] = {**c, "verdict": verdict}
+                    out["real_gain"][metric] = {"metric": metric, "arch": arch, "reference": ref, **c,
+                                                "verdict": verdict}
         if cfg.real in have and cfg.no_des in have:
             for arch in virtual:
                 out["recovered"].setdefault(str(arch), {})[metric] = recovered(
@@ -313,13 +331,29 @@ def _ci(c: dict[str, float]) -> str:
 
 
 def sentence(answer: dict[str, Any], metric: str = "f1") -> str:
-    """One sentence answering "can a virtual DES replace the real one?" on the primary metric."""
+    """The answer to "can a virtual DES replace the real one?" on the primary metric, then real DES's effect
+    on sensitivity and specificity at the operating point."""
+    return " ".join(part for part in (_headline(answer, metric), operating_point(answer)) if part)
+
+
+def operating_point(answer: dict[str, Any]) -> str:
+    """Real DES's paired change in sensitivity and specificity at the threshold, with intervals and verdicts."""
+    found = [(m, answer["real_gain"][m]) for m in OPERATING_POINT if m in answer["real_gain"]]
+    found = [(m, c) for m, c in found if math.isfinite(c["diff"])]
+    if not found:
+        return ""
+    parts = [f"{METRIC_NAMES[m]} by {_pts(c['diff'])} points (95% CI {_ci(c)}, {c['verdict']})" for m, c in found]
+    return (f"At probability {answer['threshold']:g}, real DES changes {' and '.join(parts)} against no DES "
+            f"#{answer['no_des']}.")
+
+
+def _headline(answer: dict[str, Any], metric: str) -> str:
     names = {int(k): v for k, v in answer["names"].items()}
     label, base, real = METRIC_NAMES[metric], answer["no_des"], answer["real"]
     gain = answer["real_gain"].get(metric)
     if gain is None:
         return (f"No answer: the run lacks real-DES (#{real}) or no-DES (#{base}) results on every repeat.")
-    pct = round(100 * (answer["margin"] if metric == "f1" else answer["auc_margin"]), 2)
+    pct = round(100 * answer["margins"][metric], 2)
     found = [c for c in answer["comparisons"] if c["metric"] == metric and c["arch"] != real]
     vs_real = {c["arch"]: c for c in found if c["reference"] == real}
     vs_none = {c["arch"]: c for c in found if c["reference"] == base}
@@ -351,32 +385,38 @@ def sentence(answer: dict[str, Any], metric: str = "f1") -> str:
         return (f"{size}{which} can replace the real DES at a {pct:g}-point {label} margin; real DES adds "
                 f"{gain_text}{aside}, and the virtual DES recover: {share}.")
     verdicts = ", ".join(f"{names[a]} {c['verdict']}" for a, c in vs_real.items())
+    # The closest undecided virtual DES: what would decide it at the margin.
+    undecided = sorted((c for c in vs_real.values() if c["verdict"] == "inconclusive"), key=lambda c: -c["diff"])
+    decide = "" if not undecided else " " + what_would_decide(
+        answer, undecided[0], subject=f"{names[undecided[0]['arch']]} at the {pct:g}-point margin")
     return (f"{size}no virtual DES is shown to replace the real DES at a {pct:g}-point {label} margin "
-            f"({verdicts}): real DES adds {gain_text}{aside}, and the virtual DES recover: {share}.")
+            f"({verdicts}): real DES adds {gain_text}{aside}, and the virtual DES recover: {share}.{decide}")
 
 
-def what_would_decide(answer: dict[str, Any], gain: dict[str, float], power: float = 0.8) -> str:
-    """What would decide an undecided real-DES gain (80% power, the observed difference taken as the truth): test
+def what_would_decide(answer: dict[str, Any], c: dict[str, float], power: float = 0.8, subject: str = "it") -> str:
+    """What would decide an undecided comparison (80% power, the observed difference taken as the truth): test
     patients at this run's repeats and at the paper's 30, and whether more repeats alone could (evaluation/power)."""
     from vdes_tune.evaluation import power as planner
 
-    patients, repeats = int(answer["patients"]), int(answer["repeats"])
-    if not planner.estimable(gain):
+    found = planner.planned(answer, c)
+    if found is None:
         return ""
-    comp = planner.components(gain, patients)
+    kind, margin, comp = found
+    patients, repeats = int(answer["patients"]), int(answer["repeats"])
     sizes = [repeats] + ([PLANNED_REPEATS] if repeats < PLANNED_REPEATS else [])
-    needed = {r: planner.patients_needed(comp, r, "none", power=power, fewest=patients) for r in sizes}
-    alone = planner.decisive(planner.verdict_chances(comp, patients, planner.MANY_REPEATS, "none")) >= power
-    found = [f"{r} repeats with this run's {patients} test patients" if n == patients else
-             f"about {n} test patients at {r} repeats" for r, n in needed.items() if n is not None]
-    if not found and alone:  # the repeats' spread dominates: more than the planned repeats would do it
-        return (f"To decide it with {power:.0%} power (this difference taken as the truth) even {max(sizes)} repeats "
-                f"are too few at any number of test patients; more repeats could (`vdes-tune plan-study`).")
-    if not found:
-        return (f"A difference of {_pts(gain['diff'])} points is too close to 0 to decide with {power:.0%} power at "
-                f"any number of test patients with up to {max(sizes)} repeats (`vdes-tune plan-study`).")
+    needed = {r: planner.patients_needed(comp, r, kind, margin, power=power, fewest=patients) for r in sizes}
+    alone = planner.decisive(planner.verdict_chances(comp, patients, planner.MANY_REPEATS, kind, margin)) >= power
+    sizes_text = [f"{r} repeats with this run's {patients} test patients" if n == patients else
+                  f"about {n} test patients at {r} repeats" for r, n in needed.items() if n is not None]
+    truth = "this difference taken as the truth" if subject == "it" else "its difference taken as the truth"
+    if not sizes_text and alone:  # the repeats' spread dominates: more than the planned repeats would do it
+        return (f"To decide {subject} with {power:.0%} power ({truth}) even {max(sizes)} repeats are too few at any "
+                f"number of test patients; more repeats could (`vdes-tune plan-study`).")
+    if not sizes_text:
+        bound = "0" if kind == "none" else f"the -{round(100 * margin, 2):g}-point margin"
+        return (f"{'A difference' if subject == 'it' else subject[0].upper() + subject[1:] + ', a difference'} of "
+                f"{_pts(c['diff'])} points is too close to {bound} to decide with {power:.0%} power at any number of "
+                f"test patients with up to {max(sizes)} repeats (`vdes-tune plan-study`).")
     had = f"; this run had {patients} test patients" if any(n not in (None, patients) for n in needed.values()) else ""
-    return (f"To decide it with {power:.0%} power (this difference taken as the truth) you need "
-            f"{' or '.join(found)}{had}; more repeats alone {'could' if alone else 'cannot'} get there "
-            f"(`vdes-tune plan-study`).")
-
+    return (f"To decide {subject} with {power:.0%} power ({truth}) you need {' or '.join(sizes_text)}{had}; more "
+            f"repeats alone {'could' if alone else 'cannot'} get there (`vdes-tune plan-study`).")

@@ -21,7 +21,7 @@ narrow the interval.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -120,16 +120,51 @@ def patients_needed(comp: Components, repeats: int, reference: str, margin: floa
     def enough(p: int) -> bool:
         return decisive(verdict_chances(comp, p, repeats, reference, margin, confidence)) >= power
 
-    if not enough(most):
-        return None
-    low, high = fewest, most
-    while low < high:  # the decisive chance grows with patients: bisect for the first size that is enough
+    # Scan up in steps of a quarter, then bisect the last step: at few repeats the chance is not monotone in
+    # patients (as the patient part shrinks, the Welch df falls towards R - 1 and the t quantile grows), so a
+    # bisection over the whole range could skip the first size that is enough.
+    previous, p = fewest - 1, fewest
+    while not enough(p):
+        if p >= most:
+            return None
+        previous, p = p, min(most, max(p + 1, int(p * 1.25)))
+    low, high = previous + 1, p
+    while low < high:
         mid = (low + high) // 2
         if enough(mid):
             high = mid
         else:
             low = mid + 1
     return low
+
+
+def assurance(comp: Components, pilot_se: float, patients: int, repeats: int, reference: str,
+              margin: float = 0.0, confidence: float = 0.95) -> float:
+    """The decisive chance averaged over what the pilot knows of the true difference, N(d̄, pilot_se²)
+    (O'Hagan's assurance): a plan that takes the pilot's difference as the truth is as lucky as the pilot."""
+    from scipy import stats
+
+    z = np.linspace(-4, 4, 33)
+    weights = stats.norm.pdf(z) / stats.norm.pdf(z).sum()
+    return float(sum(w * decisive(verdict_chances(replace(comp, diff=comp.diff + x * pilot_se), patients, repeats,
+                                                  reference, margin, confidence)) for x, w in zip(z, weights)))
+
+
+REPEAT_LADDER = (2, 3, 5, 10, 20, 30, 50, 100)  # the repeats a plan's frontier is drawn at
+
+
+def frontier(comp: Components, reference: str, margin: float = 0.0, power: float = 0.8, fewest: int = 1,
+             repeats: tuple[int, ...] = REPEAT_LADDER) -> list[dict]:
+    """For each number of repeats, the fewest test patients that decide with chance `power` (None: none do)."""
+    return [{"repeats": r, "patients": patients_needed(comp, r, reference, margin, power, fewest=fewest)}
+            for r in sorted(set(repeats))]
+
+
+def cheapest(points: list[dict], available: int) -> dict | None:
+    """The frontier point with the fewest repeats (the GPU cost: every repeat trains every architecture) whose
+    test patients fit in `available` (a test split is data, not compute); None when none fits."""
+    return next((p for p in sorted(points, key=lambda p: p["repeats"])
+                 if p["patients"] is not None and p["patients"] <= available), None)
 
 
 CDD_CESM_PATIENTS = 326  # the real dataset's patients; the paper splits them 70/15/15
@@ -154,15 +189,16 @@ def planned(answer: dict, comparison: dict) -> tuple[str, float, Components] | N
     if not estimable(comparison):
         return None
     kind = "real" if comparison["reference"] == answer["real"] else "none"
-    margin = 0.0 if kind == "none" else answer["margin"] if comparison["metric"] == "f1" else answer["auc_margin"]
+    margin = 0.0 if kind == "none" else answer["margins"][comparison["metric"]]
     return kind, margin, components(comparison, int(answer["patients"]))
 
 
 def study_plan(answer: dict, power: float = 0.8, repeats: int = 30, dataset_patients: int = CDD_CESM_PATIENTS,
                test_fraction: float = PAPER_TEST_FRACTION) -> list[dict]:
     """For each comparison of a finished answer: the pilot's size and decisive chance, the test patients needed
-    for `power` at the pilot's repeats and at `repeats`, whether more repeats alone could get there, and the
-    chance of a decisive verdict on a dataset of `dataset_patients` (the CDD-CESM's 326 by default)."""
+    for `power` at the pilot's repeats and at `repeats`, whether more repeats alone could get there, the chance
+    of a decisive verdict on a dataset of `dataset_patients` (the CDD-CESM's 326 by default), the frontier of
+    (repeats, test patients) that decide it, and the cheapest point whose test split that dataset can give."""
     patients0, repeats0 = int(answer["patients"]), int(answer["repeats"])
     horizon = split_test_patients(dataset_patients, test_fraction)
     rows = []
@@ -175,6 +211,10 @@ def study_plan(answer: dict, power: float = 0.8, repeats: int = 30, dataset_pati
         def chance(p: int, r: int) -> float:
             return decisive(verdict_chances(comp, p, r, kind, margin))
 
+        # Down to the planned dataset's test split when that is smaller than the pilot's: the user asked.
+        points = frontier(comp, kind, margin, power, fewest=min(patients0, horizon),
+                          repeats=(*REPEAT_LADDER, repeats0, repeats))
+
         rows.append({
             "metric": c["metric"], "arch": c["arch"], "reference": c["reference"], "kind": kind, "margin": margin,
             "diff": comp.diff, "patients": patients0, "repeats": repeats0,
@@ -186,6 +226,9 @@ def study_plan(answer: dict, power: float = 0.8, repeats: int = 30, dataset_pati
             "repeats_alone_enough": chance(patients0, MANY_REPEATS) >= power,
             "horizon_patients": horizon, f"decisive_at_horizon_{repeats}": chance(horizon, repeats),
             "horizon_verdicts": verdict_chances(comp, horizon, repeats, kind, margin),
+            f"assurance_at_horizon_{repeats}": assurance(comp, standard_error(comp, patients0, repeats0),
+                                                         horizon, repeats, kind, margin),
+            "frontier": points, "cheapest": cheapest(points, horizon),
         })
     return rows
 

@@ -113,30 +113,35 @@ def answer_of(eval_dir: Path, cfg: paired.AnalysisConfig | None = None) -> dict[
 
 
 def verdict_table(answer: dict[str, Any]) -> pd.DataFrame:
-    """One row per virtual DES: F1 and ROC-AUC differences to real DES and to no DES with their intervals and
-    verdicts, and the fraction of the real-DES gain recovered."""
+    """One row per architecture and metric (F1, ROC-AUC, then sensitivity and specificity at the threshold): the
+    paired difference to real DES and to no DES with its interval and verdict, and for a virtual DES the fraction
+    of the real-DES gain it recovers; real DES's own row shows its gain over no DES."""
     if answer.get("method") != "repeats and patients":
         return pd.DataFrame()
     rows = []
     by = {(c["metric"], c["arch"], c["reference"]): c for c in answer["comparisons"]}
-    archs = sorted({c["arch"] for c in answer["comparisons"] if c["arch"] != answer["real"]})
+    real = answer["real"]
+    archs = sorted({c["arch"] for c in answer["comparisons"] if c["reference"] in (real, answer["no_des"])},
+                   key=lambda a: (a != real, a))
     for arch in archs:
-        row: dict[str, Any] = {"architecture": answer["names"].get(str(arch), f"#{arch}")}
-        for metric, label in (("f1", "F1"), ("roc_auc", "AUC")):
-            for ref, what in ((answer["real"], "vs real DES"), (answer["no_des"], "vs no DES")):
+        for metric in answer["metrics"]:
+            row: dict[str, Any] = {"architecture": answer["names"].get(str(arch), f"#{arch}"),
+                                   "metric": paired.METRIC_NAMES[metric]}
+            for ref, what in ((real, "vs real DES"), (answer["no_des"], "vs no DES")):
                 c = by.get((metric, arch, ref))
-                if c is not None:
-                    row[f"{label} {what}"] = (f"{100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, "
-                                              f"{100 * c['ci_high']:+.1f}] {c['verdict']}")
+                row[what] = ("" if c is None else
+                             f"{100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] "
+                             f"{c['verdict']}")
             frac = (answer.get("recovered", {}).get(str(arch)) or {}).get(metric)
             gain = answer.get("real_gain", {}).get(metric) or {}
-            if frac is not None and gain.get("verdict") != "better":
-                row[f"{label} gain recovered"] = "n/a: no clear real-DES gain"  # a ratio over noise means nothing
-            elif frac is not None:
-                row[f"{label} gain recovered"] = (f"{paired.percent(frac['fraction'])} "
-                                                  f"[{paired.percent(frac['ci_low'], '')}, "
-                                                  f"{paired.percent(frac['ci_high'], '')}]")
-        rows.append(row)
+            if frac is None:
+                row["gain recovered"] = ""
+            elif gain.get("verdict") != "better":
+                row["gain recovered"] = "n/a: no clear real-DES gain"  # a ratio over noise means nothing
+            else:
+                row["gain recovered"] = (f"{paired.percent(frac['fraction'])} [{paired.percent(frac['ci_low'], '')}, "
+                                         f"{paired.percent(frac['ci_high'], '')}]")
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -325,8 +330,9 @@ def _method(ctx: dict[str, Any]) -> str:
         return "Intervals over repeats only."
     return (f"Test split: {a['crops']} crops of {a['patients']} patients, {a['repeats']} paired repeats. Intervals: "
             f"{round(100 * cfg.confidence)}%, from the spread over repeats plus a {cfg.bootstrap}-draw patient-level "
-            f"bootstrap (seed {cfg.seed}). Non-inferiority margin {100 * cfg.margin:g} F1 points "
-            f"({100 * cfg.auc_margin:g} AUC points); no-DES reference #{cfg.no_des}; F1 at probability "
+            f"bootstrap (seed {cfg.seed}). Non-inferiority margins: {100 * cfg.margin:g} F1 points, "
+            f"{100 * cfg.auc_margin:g} ROC-AUC points, {100 * cfg.rate_margin:g} points of sensitivity and of "
+            f"specificity; no-DES reference #{cfg.no_des}; F1, sensitivity and specificity at probability "
             f"{cfg.threshold:g}.")
 
 
