@@ -111,6 +111,9 @@ def test_smoke_pipeline_end_to_end_then_resumes_as_a_no_op(ray_local, small_data
     assert row["half_width"] == pytest.approx((gain["ci_high"] - gain["ci_low"]) / 2, rel=1e-6)
     assert (row["patients"], row["repeats"], row["horizon_patients"]) == (answer["patients"], 3, 49)
     assert row["cheapest"] in row["frontier"] + [None]
+    (shown,) = [r for r in doc["plan"] if r["comparison"] == "#3 LE+LED+DES vs #2 LE+LED+LE"]
+    needed = row["patients_needed_at_30"]
+    assert shown["test patients at 30 repeats"] == ("none suffices" if needed is None else str(needed))
     spoken = runner.invoke(app, ["plan-study", "--work", str(work), "--run", "smoke", "--metric", "specificity"])
     assert spoken.exit_code == 0 and "specificity differences taken as the truth" in spoken.output
     wrong = runner.invoke(app, ["plan-study", "--work", str(work), "--run", "smoke", "--metric", "recall"])

@@ -16,6 +16,11 @@ pilot's difference Δ taken as the truth, d̄ / se is close to a noncentral t wi
 noncentrality Δ / se (exact when the patient part is zero), so each verdict's chance is that distribution's
 tail beyond t(df). More repeats shrink only the repeat part: when σ_p² / P dominates, only more patients can
 narrow the interval.
+
+A plan is a frontier (for each number of repeats, the fewest test patients with the wanted power) and its
+cheapest point: the fewest repeats, each of which trains every architecture, whose test patients the planned
+dataset's test split holds. Since a plan built on the pilot's difference is as lucky as the pilot, the
+assurance averages the chance over the pilot's own uncertainty about that difference.
 """
 
 from __future__ import annotations
@@ -194,16 +199,17 @@ def planned(answer: dict, comparison: dict) -> tuple[str, float, Components] | N
 
 
 def study_plan(answer: dict, power: float = 0.8, repeats: int = 30, dataset_patients: int = CDD_CESM_PATIENTS,
-               test_fraction: float = PAPER_TEST_FRACTION) -> list[dict]:
+               test_fraction: float = PAPER_TEST_FRACTION, metrics: tuple[str, ...] = ()) -> list[dict]:
     """For each comparison of a finished answer: the pilot's size and decisive chance, the test patients needed
     for `power` at the pilot's repeats and at `repeats`, whether more repeats alone could get there, the chance
     of a decisive verdict on a dataset of `dataset_patients` (the CDD-CESM's 326 by default), the frontier of
-    (repeats, test patients) that decide it, and the cheapest point whose test split that dataset can give."""
+    (repeats, test patients) that decide it, and the cheapest point whose test split that dataset can give.
+    `metrics`: only these metrics' comparisons (default all)."""
     patients0, repeats0 = int(answer["patients"]), int(answer["repeats"])
     horizon = split_test_patients(dataset_patients, test_fraction)
     rows = []
     for c in answer["comparisons"]:
-        found = planned(answer, c)
+        found = planned(answer, c) if not metrics or c["metric"] in metrics else None
         if found is None:
             continue
         kind, margin, comp = found

@@ -145,6 +145,37 @@ def verdict_table(answer: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _needed(n: int | None) -> str:
+    return "none suffices" if n is None else str(n)
+
+
+def plan_table(answer: dict[str, Any], wanted: float = 0.8, repeats: int = paired.PLANNED_REPEATS) -> pd.DataFrame:
+    """What would decide each F1 question (real DES's gain; each virtual DES against real and no DES), the
+    pilot's differences taken as the truth: `vdes-tune plan-study` in brief, for the report."""
+    if answer.get("method") != "repeats and patients":
+        return pd.DataFrame()
+    names, refs = answer["names"], (answer["real"], answer["no_des"])
+    rows = []
+    for r in power.study_plan(answer, wanted, repeats, metrics=("f1",)):
+        if r["reference"] not in refs:
+            continue
+        best = r["cheapest"]
+        rows.append({
+            "comparison": f"{names.get(str(r['arch']), r['arch'])} vs {names.get(str(r['reference']))}",
+            "difference (points)": round(100 * r["diff"], 1),
+            "bound": f"-{100 * r['margin']:g} (margin)" if r["kind"] == "real" else "0",
+            "decisive now": round(r["decisive_now"], 2),
+            f"test patients at {r['repeats']} repeats": _needed(r["patients_needed"]),
+            f"test patients at {repeats} repeats": _needed(r[f"patients_needed_at_{repeats}"]),
+            "more repeats alone": "could" if r["repeats_alone_enough"] else "cannot",
+            f"CDD-CESM ({r['horizon_patients']} test patients, {repeats} repeats): decisive":
+                round(r[f"decisive_at_horizon_{repeats}"], 2),
+            "assurance": round(r[f"assurance_at_horizon_{repeats}"], 2),
+            "cheapest on CDD-CESM": f"{best['repeats']} repeats, {best['patients']} patients" if best else "none",
+        })
+    return pd.DataFrame(rows)
+
+
 def _search_summaries(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """The searches behind the evaluation's configurations, for their figures; one that cannot be read is skipped."""
     found = []
@@ -182,7 +213,7 @@ def build(work: str | Path, run: str = "main", margin: float | None = None) -> d
     answer = study_answer(results, predictions, cfg)
     has_predictions = predictions is not None and len(predictions) > 0
     tables = {"answer": paired.comparisons_frame(answer) if answer.get("method") == "repeats and patients"
-              else pd.DataFrame(), "table1": table1(workspace), "table2": table2(plan),
+              else pd.DataFrame(), "plan": plan_table(answer), "table1": table1(workspace), "table2": table2(plan),
               "table3": stats.table3(results), "paired_tests": stats.paired_tests(results),
               "calibration": (calibration.calibration_table(predictions, cfg.calibration_bins, names)
                               if has_predictions else pd.DataFrame()),
@@ -288,10 +319,15 @@ def _sections(tables: dict[str, pd.DataFrame]) -> list[tuple[str, str, pd.DataFr
     cols = ["reference", "metric", "arch", "architecture", "mean", "reference_mean", "mean_diff", "diff_ci_low",
             "diff_ci_high", "statistic", "p_value", "p_holm", "rank_biserial", "cohens_dz", "pairs"]
     out = [
-        ("Paired differences behind the answer", "Test F1 and ROC-AUC of each architecture minus a reference (#3 real "
-         "DES, #1 and #2 no DES), paired by repeat; 95% interval from the spread over repeats plus the patient-level "
-         "bootstrap of the test crops (se_repeats, se_patients); verdicts against the margin (vs real DES) or 0.",
+        ("Paired differences behind the answer", "Test F1, ROC-AUC, sensitivity and specificity of each architecture "
+         "minus a reference (#3 real DES, #1 and #2 no DES), paired by repeat; 95% interval from the spread over "
+         "repeats plus the patient-level bootstrap of the test crops (se_repeats, se_patients; se_interaction: a "
+         "repeat's own test-sample noise, for planning); verdicts against the margin (vs real DES) or 0.",
          tables["answer"]),
+        ("What would decide it (F1)", "Test patients for an 80% chance of a decisive verdict, each difference taken "
+         "as the truth (evaluation/power.py; every metric and the whole frontier: `vdes-tune plan-study --json`); "
+         "assurance: the CDD-CESM chance averaged over this run's uncertainty about the difference; cheapest: the "
+         "fewest repeats whose test patients a 326-patient dataset's 15% test split holds.", tables["plan"]),
         ("Table 3: accuracy and F1 per architecture",
          "mean (sample std) [95% t confidence interval of the mean] over the repeats; test metrics are read at the "
          "epoch of best validation F1.", table3_display(tables["table3"])),
@@ -312,7 +348,8 @@ def _sections(tables: dict[str, pd.DataFrame]) -> list[tuple[str, str, pd.DataFr
          "reference and metric. Validation metrics are in tables/paired_tests.csv.",
          shown_tests[[c for c in cols if c in shown_tests.columns]]),
     ]
-    return [(t, x, f) for t, x, f in out if len(f) or not t.startswith(("Paired differences", "Calibration"))]
+    return [(t, x, f) for t, x, f in out
+            if len(f) or not t.startswith(("Paired differences", "Calibration", "What would decide"))]
 
 
 def _header(ctx: dict[str, Any]) -> str:
