@@ -15,6 +15,11 @@ study reached. Appends to `--phantom-out`.
 
     python benchmarks/power_validation.py [--studies 400] [--pilots 100]
     python benchmarks/power_validation.py --phantom PILOT_EVAL_DIR STUDY_EVAL_DIR --label "demo -> CPU study"
+    python benchmarks/power_validation.py --subsample STUDY_EVAL_DIR [--pilot-sizes 13,26,40]
+
+3. `--subsample STUDY`: pilots cut from one finished evaluation (random sets of its test patients, the same
+trained models), each projected to the whole test split: how far one pilot of a given size can be trusted,
+and whether the projection is biased (the square root of the mean projected variance against the measured).
 """
 
 from __future__ import annotations
@@ -96,6 +101,62 @@ def phantom_pair(pilot_dir: Path, study_dir: Path, label: str) -> dict:
             "median_ratio": float(np.median(ratios)) if len(rows) else float("nan"), "rows": rows}
 
 
+def subsampled_pilots(study_dir: Path, sizes: tuple[int, ...], draws: int, seed: int = 0) -> dict:
+    """Pilots cut from a finished evaluation: `draws` random sets of P test patients (the same trained models and
+    repeats), each answered and projected to the whole test split, against the half-widths the whole split
+    measured; per pilot size, the F1 ratios' spread and the bias of the mean projected variance."""
+    import pandas as pd
+
+    from vdes_tune.evaluation import paired, power
+    from vdes_tune.evaluation.report import answer_of
+
+    full = answer_of(study_dir)
+    cfg = paired.analysis_config(json.loads((study_dir / "plan.json").read_text())["config"].get("analysis"))
+    predictions = pd.read_parquet(study_dir / "predictions.parquet")
+    test = predictions["split"] == "test"
+    patients = np.sort(predictions.loc[test, "patient_id"].unique())
+    size = (int(full["patients"]), int(full["repeats"]))
+    measured = {(c["metric"], c["arch"], c["reference"]): c for c in full["comparisons"]
+                if c["metric"] == "f1" and c["reference"] in (full["real"], full["no_des"]) and power.estimable(c)}
+    rng = np.random.default_rng(seed)
+    out = {"study": str(study_dir), "study_size": list(size), "draws": draws, "sizes": []}
+    for p in sizes:
+        projected: dict[tuple, list[float]] = {k: [] for k in measured}
+        for _ in range(draws):
+            pick = rng.choice(patients, p, replace=False)
+            answer = paired.analyse(predictions[~test | predictions["patient_id"].isin(pick)], cfg)
+            for c in answer["comparisons"]:
+                key = (c["metric"], c["arch"], c["reference"])
+                found = power.planned(answer, c) if key in measured else None
+                if found is not None:
+                    projected[key].append(power.half_width(found[2], *size))
+        rows = []
+        for key, halves in projected.items():
+            half = (measured[key]["ci_high"] - measured[key]["ci_low"]) / 2
+            ratios = np.array(halves) / half
+            rows.append({"comparison": f"#{key[1]} vs #{key[2]}", "measured_half_width": half,
+                         "median_ratio": float(np.median(ratios)), "p10": float(np.percentile(ratios, 10)),
+                         "p90": float(np.percentile(ratios, 90)),
+                         "within_30_percent": float(np.mean(np.abs(ratios - 1) <= 0.3)),
+                         "rms_ratio": float(np.sqrt(np.mean(np.square(ratios))))})
+        out["sizes"].append({"pilot_patients": p, "rows": rows})
+    return out
+
+
+def print_subsampled(found: dict) -> None:
+    """The subsampled pilots as Markdown, one table row per pilot size and comparison."""
+    print(f"pilots cut from {found['study']} ({found['study_size'][0]} test patients x {found['study_size'][1]} "
+          f"repeats), {found['draws']} per size; F1, projected half-width / measured")
+    print("| pilot test patients | comparison | measured half-width | median ratio [10th, 90th pct] | within 30% | "
+          "sqrt(mean projected variance) / measured |")
+    print("|---|---|---|---|---|---|")
+    for s in found["sizes"]:
+        for r in s["rows"]:
+            print(f"| {s['pilot_patients']} | {r['comparison']} | {100 * r['measured_half_width']:.1f} | "
+                  f"{r['median_ratio']:.2f} [{r['p10']:.2f}, {r['p90']:.2f}] | {r['within_30_percent']:.0%} | "
+                  f"{r['rms_ratio']:.2f} |")
+
+
 def print_pair(pair: dict) -> None:
     """The pair as Markdown: the F1 rows, then a line per metric."""
     print(f"{pair['label']}: {pair['pilot_size'][0]} test patients x {pair['pilot_size'][1]} repeats -> "
@@ -128,9 +189,19 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "data" / "power-validation.json"))
     parser.add_argument("--phantom", nargs=2, type=Path, metavar=("PILOT", "STUDY"), default=None)
     parser.add_argument("--label", default="phantom pair")
+    parser.add_argument("--subsample", type=Path, default=None, metavar="STUDY",
+                        help="Cut pilots of --pilot-sizes test patients from this finished evaluation instead.")
+    parser.add_argument("--pilot-sizes", default="13,26,40")
     parser.add_argument("--phantom-out", type=Path,
                         default=ROOT / "benchmarks" / "data" / "power-validation-phantom.json")
     args = parser.parse_args()
+    if args.subsample:
+        found = subsampled_pilots(args.subsample, tuple(int(x) for x in args.pilot_sizes.split(",")), 200)
+        print_subsampled(found)
+        done = json.loads(args.phantom_out.read_text()) if args.phantom_out.is_file() else []
+        done = [p for p in done if p.get("label") != "subsampled pilots"] + [{"label": "subsampled pilots", **found}]
+        args.phantom_out.write_text(json.dumps(done, indent=1, default=float) + "\n")
+        return
     if args.phantom:
         pair = phantom_pair(*args.phantom, args.label)
         print_pair(pair)

@@ -172,6 +172,7 @@ def cheapest(points: list[dict], available: int) -> dict | None:
                  if p["patients"] is not None and p["patients"] <= available), None)
 
 
+FIRM_PILOT_PATIENTS = 25  # below this a pilot's patient part projects widths within 30% only about half the time
 CDD_CESM_PATIENTS = 326  # the real dataset's patients; the paper splits them 70/15/15
 PAPER_TEST_FRACTION = 0.15
 MANY_REPEATS = 10**6  # "as many repeats as you like": only the patient part is left
