@@ -229,7 +229,9 @@ def plan_study_cmd(
         alone = "more repeats alone could" if r["repeats_alone_enough"] else "more repeats alone cannot"
         best = r["cheapest"]
         cheap = (f"cheapest there: {best['repeats']} repeats on {best['patients']} test patients" if best else
-                 f"no number of repeats up to {planner.REPEAT_LADDER[-1]} decides it on that test split")
+                 f"{100 * r['diff']:+.1f} points is too close to {bound} to decide with {power:.0%} power at any "
+                 f"size that dataset can give (its {r['horizon_patients']} test patients, up to "
+                 f"{planner.REPEAT_LADDER[-1]} repeats)")
         typer.echo(f"- {names.get(str(r['arch']), r['arch'])} vs {names.get(str(r['reference']))}: "
                    f"{100 * r['diff']:+.1f} points against {bound}, +-{100 * r['half_width']:.1f} now "
                    f"(decisive {r['decisive_now']:.0%}). At {r['repeats']} repeats: {need(r['patients_needed'])}; "
