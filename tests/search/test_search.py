@@ -95,10 +95,12 @@ def test_mlflow_tracking_to_a_local_file_store(search_work, tmp_path, monkeypatc
     space = load_space(write_space(tmp_path / "tracked.yaml", parameters={"train.lr": {"choice": [1.0e-3]}},
                                    fixed={"train.classifier": "resnet18", "train.epochs": 1, "train.batch_size": 4}))
     uri = (tmp_path / "mlruns").as_uri()
-    run_search(space, search_work, SearchOptions(mlflow_uri=uri))
+    summary = run_search(space, search_work, SearchOptions(mlflow_uri=uri))
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
-    assert len(runs) == 1 and 0 <= runs[0].data.metrics["val_f1"] <= 1
+    # One epoch: the run's last logged value is the search's own best result.
+    assert len(runs) == 1 and runs[0].data.metrics["val_f1"] == pytest.approx(summary["best"]["val_f1"])
+    assert runs[0].data.metrics["val_roc_auc"] == pytest.approx(summary["best"]["val_roc_auc"])
     assert float(runs[0].data.params["train.lr"]) == 1e-3
 
 
