@@ -315,8 +315,10 @@ class EvalActor:
         torch.set_num_threads(max(1, threads))
         if gpu_fraction and torch.cuda.is_available():
             # Fractional GPUs share memory unguarded: cap this process at its estimated share.
+            from vdes_tune.training.memory import process_share
+
             total = torch.cuda.get_device_properties(0).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, gpu_fraction * budget_gb * 1024 ** 3 / total), 0)
+            torch.cuda.set_per_process_memory_fraction(process_share(gpu_fraction, budget_gb, total), 0)
         import ray
 
         # Which Ray node ran each job goes into its record (hostnames repeat on one-machine clusters).

@@ -275,7 +275,9 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
     except oom:
         # Over its share despite the estimate: this trial fails alone and tells the searcher so.
-        tune.report({space.metric: ctx.penalty, "feasible": 0, "oom": 1, **report_of(fitters, seeds, space.metric),
+        # The penalty last: the seeds' partial metrics must not overwrite it (they did, so the searcher was
+        # told an out-of-memory point scored its first epochs' F1).
+        tune.report({**report_of(fitters, seeds, space.metric), space.metric: ctx.penalty, "feasible": 0, "oom": 1,
                      **info})
 
 
@@ -296,9 +298,10 @@ def _live_fitters(ctx: TrialContext, cfg: TrainConfig, placement: Placement, see
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
     device = pick_device(cfg.device)
     if device.type == "cuda":
+        from vdes_tune.training.memory import process_share
+
         total = torch.cuda.get_device_properties(device).total_memory
-        share = placement.fraction * ctx.budget_gb * 1024 ** 3 / total
-        torch.cuda.set_per_process_memory_fraction(min(1.0, share), device)
+        torch.cuda.set_per_process_memory_fraction(process_share(placement.fraction, ctx.budget_gb, total), device)
     workspace = Workspace.at(ctx.work)
     frames = load_frames(cfg, workspace, SEARCH_SPLITS)
     # Seeds run in lockstep so every report averages the same epoch; on a GPU the idle ones wait on the CPU,

@@ -220,6 +220,14 @@ def place(estimate_bytes: int, budget_gb: float, quantum: int = QUANTUM) -> Plac
     return Placement(gb, budget_gb, fraction, True)
 
 
+def process_share(fraction: float, budget_gb: float, device_bytes: int) -> float:
+    """The share of the device's memory a process may allocate (torch's per-process cap): its fraction of a
+    budget-sized GPU, as a share of the device it really runs on, at most all of it."""
+    if device_bytes <= 0:
+        raise ValueError(f"device memory must be positive, got {device_bytes}")
+    return min(1.0, fraction * budget_gb * GIB / device_bytes)
+
+
 def fit_calibration(rows: Iterable[dict[str, Any]], gpu: str = "", max_under: float = 0.05) -> Calibration:
     """Least-squares activation factor and overhead from measured peaks, then raised until no row is
     underestimated by more than `max_under` (rows: fixed_bytes, activation_bytes, measured_bytes)."""
