@@ -101,6 +101,17 @@ class ImagePool:
         self.images: list[torch.Tensor] = []
         self.rng = random.Random(seed)
 
+    def state(self) -> dict:
+        """The stored fakes and the draw state, for a checkpoint (plain types: loadable with weights_only)."""
+        version, internal, gauss = self.rng.getstate()
+        return {"images": [i.detach().cpu() for i in self.images], "rng": [version, list(internal), gauss]}
+
+    def load_state(self, state: dict, device: torch.device | None = None) -> None:
+        """Continue from `state()`."""
+        self.images = [i.to(device) if device is not None else i for i in state["images"]]
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+
     def query(self, batch: torch.Tensor) -> torch.Tensor:
         """Return a batch mixing the new fakes with stored ones, storing the new ones."""
         if self.size == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -40,6 +41,9 @@ def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, f
     name = name or cfg.model
     final = workspace.generator(name)
     sweep_debris(final)
+    resume = final.with_name(f".{final.name}.resume")  # per-epoch checkpoints of an unfinished run
+    if force:
+        shutil.rmtree(resume, ignore_errors=True)
     if not force and is_trained(cfg, workspace, name, verify):
         return {**json.loads((final / "metrics.json").read_text()), "skipped": True,
                 "output": workspace.location(final)}
@@ -50,7 +54,7 @@ def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, f
     start = time.perf_counter()
     dataset = read_manifest(workspace.dataset.root) or {}
     with atomic_dir(final) as tmp:
-        summary = run_generator_training(cfg, workspace.dataset.shards, tmp, on_epoch)
+        summary = run_generator_training(cfg, workspace.dataset.shards, tmp, on_epoch, resume, f"{chash}-{ihash}")
         manifest = {
             "schema_version": SCHEMA_VERSION, "stage": "generators.train", "vdes_tune_version": __version__,
             "name": name, "config": to_dict(cfg), "config_hash": chash, "inputs": inputs, "inputs_hash": ihash,
@@ -62,6 +66,7 @@ def train(cfg: GeneratorConfig, workspace: Workspace, name: str | None = None, f
         write_model_card(tmp, manifest, dataset)
         write_json(tmp / "manifest.json", {**manifest, "outputs": output_index(tmp)})
     workspace.push(final)
+    shutil.rmtree(resume, ignore_errors=True)  # finished: nothing left to resume
     return {**summary, "skipped": False, "output": workspace.location(final)}
 
 

@@ -126,6 +126,34 @@ def seed_epoch(seed: int, epoch: int, *loaders: Any) -> None:
             generator.manual_seed(mixed)
 
 
+def rng_state(*loaders: Any) -> dict[str, Any]:
+    """Every RNG a training epoch draws from (Python, NumPy, torch, CUDA, the loaders' shuffling), as plain
+    types and tensors: a run resumed from it draws what an uninterrupted run would have."""
+    import torch
+
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss], "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "loaders": [getattr(loader, "generator").get_state() for loader in loaders]}
+
+
+def set_rng_state(state: dict[str, Any], *loaders: Any) -> None:
+    """Restore `rng_state()`."""
+    import torch
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for loader, saved in zip(loaders, state["loaders"]):
+        loader.generator.set_state(saved)
+
+
 def _cpu_copy(state: Any) -> Any:
     """A detached CPU copy of a (nested) state dict: the best epoch's weights never cost GPU memory."""
     import torch

@@ -94,6 +94,19 @@ class CycleGANTask:
         """All four networks (G alone is what the architectures load)."""
         return {"cyclegan": self.model.state_dict(), "generator": self.model.g_le2des.state_dict()}
 
+    def training_state(self) -> dict[str, Any]:
+        """Networks, both optimisers and both image pools: what resuming mid-run needs."""
+        return {"cyclegan": self.model.state_dict(), "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "pool_des": self.pool_des.state(), "pool_le": self.pool_le.state()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Resume from `training_state()`."""
+        self.model.load_state_dict(state["cyclegan"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.pool_des.load_state(state["pool_des"], self.device)
+        self.pool_le.load_state(state["pool_le"], self.device)
+
 
 class Pix2PixTask:
     """Pix2Pix: a U-Net G (LE -> DES) against a conditional PatchGAN D on (LE, DES) pairs, plus lambda * L1(G(LE),
@@ -147,3 +160,14 @@ class Pix2PixTask:
     def state_dict(self) -> dict[str, Any]:
         """G (what the architectures load) and D (kept with the generator for further training)."""
         return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict()}
+
+    def training_state(self) -> dict[str, Any]:
+        """Both networks and both optimisers: what resuming mid-run needs."""
+        return {**self.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Resume from `training_state()`."""
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])

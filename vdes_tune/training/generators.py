@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,12 +17,13 @@ from vdes_tune.config import GeneratorConfig, config_hash, from_dict, to_dict, t
 from vdes_tune.models.generators import GENERATORS, build_generator
 from vdes_tune.training.classify import pick_device
 from vdes_tune.training.data import CropDataset, load_split, loaders
-from vdes_tune.training.engine import FitResult, fit, prepare_device, seed_everything, to_device
+from vdes_tune.training.engine import Fitter, prepare_device, rng_state, seed_everything, set_rng_state, to_device
 from vdes_tune.training.tasks import autocast_for
 from vdes_tune.remote import read_bytes
-from vdes_tune.workspace import write_json
+from vdes_tune.workspace import temp_path, write_json
 
 WEIGHTS = "generator.pt"  # state dict of the LE -> DES network: what #4/#6 and `synthesize` load
+CHECKPOINT = "checkpoint.pt"  # in a run's resume folder: the last finished epoch
 
 
 __all__ = ["WEIGHTS", "Synthesizer", "build_generator", "montage", "run_generator_training"]
@@ -40,9 +43,41 @@ def montage(generator: nn.Module, dataset: CropDataset, count: int) -> np.ndarra
     return np.concatenate(rows, axis=0)
 
 
+def save_checkpoint(folder: Path, tag: str, fitter: Fitter, train_loader: Any) -> None:
+    """The state after the fitter's last finished epoch (task, best epoch's weights, every RNG), replacing the
+    previous one in one rename: a kill leaves either the old checkpoint or the new, never half of one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {"tag": tag, "epoch": fitter.epoch, "progress": json.dumps(fitter.progress(), default=float),
+             "task": fitter.task.training_state(), "best_state": fitter.result.best_state,
+             "rng": rng_state(train_loader)}
+    tmp = temp_path(folder / CHECKPOINT)
+    torch.save(state, tmp)
+    os.replace(tmp, folder / CHECKPOINT)
+
+
+def resume_checkpoint(folder: Path, tag: str, fitter: Fitter, train_loader: Any) -> int:
+    """Continue `fitter` from the folder's checkpoint when it is of this run (same `tag`); the epochs it had
+    finished (0: none, or another config's or dataset's, or unreadable)."""
+    path = folder / CHECKPOINT
+    if not path.is_file():
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: trust nothing in it, start over
+        return 0
+    if state.get("tag") != tag:
+        return 0
+    fitter.restore(json.loads(state["progress"]), state["task"])
+    fitter.result.best_state = state["best_state"]
+    set_rng_state(state["rng"], train_loader)
+    return fitter.epoch
+
+
 def run_generator_training(cfg: GeneratorConfig, shards: Path, out: Path,
-                           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train on the train split, select on validation L1, write config, weights, metrics.json and samples.png."""
+                           on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                           resume: Path | None = None, tag: str = "") -> dict[str, Any]:
+    """Train on the train split, select on validation L1, write config, weights, metrics.json and samples.png.
+    With `resume`, checkpoint every epoch there and continue from its checkpoint of the same `tag`."""
     import cv2
 
     seed_everything(cfg.seed)
@@ -50,8 +85,15 @@ def run_generator_training(cfg: GeneratorConfig, shards: Path, out: Path,
     sources = ("le", "des")
     data = loaders(frames, sources, cfg.batch_size, cfg.augment, cfg.seed)
     task = GENERATORS.get(cfg.model).task(cfg, pick_device(cfg.device))
-    result: FitResult = fit(task, data["train"], data["val"], data["test"], cfg.epochs, on_epoch,
-                            patience=cfg.patience)
+    fitter = Fitter(task, data["train"], data["val"], data["test"], cfg.epochs, cfg.patience)
+    resumed = resume_checkpoint(resume, tag, fitter, data["train"]) if resume is not None else 0
+    while not fitter.done:
+        record = fitter.step()
+        if resume is not None:
+            save_checkpoint(resume, tag, fitter, data["train"])
+        if on_epoch is not None:
+            on_epoch(record)
+    result = fitter.result
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: {n: t.cpu() for n, t in v.items()} for k, v in result.best_state.items()}
@@ -66,6 +108,7 @@ def run_generator_training(cfg: GeneratorConfig, shards: Path, out: Path,
     summary = {
         "model": cfg.model, "config": to_dict(cfg), "config_hash": config_hash(cfg), "seed": cfg.seed,
         "best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped_early": result.stopped_early,
+        "resumed_from_epoch": resumed,
         "selection": "lowest validation L1 of the virtual DES to the real DES",
         "val": result.best_val, "test": result.best_test, "history": result.history,
         "crops": {k: len(v) for k, v in frames.items()},

@@ -177,3 +177,12 @@ class TranslationTask:
     def state_dict(self) -> dict[str, Any]:
         """The generator's weights."""
         return {"generator": self.generator.state_dict()}
+
+    def training_state(self) -> dict[str, Any]:
+        """Weights and optimiser state: what resuming mid-run needs."""
+        return {**self.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Resume from `training_state()`."""
+        self.generator.load_state_dict(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
