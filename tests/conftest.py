@@ -114,6 +114,18 @@ def search_work(ray_local, small_dataset: Path, tmp_path_factory: pytest.TempPat
     return work
 
 
+def tune_results(path: Path) -> list[dict]:
+    """The rows of a Tune trial's result.json that are complete: Tune appends while a test polls, so a last
+    line without its newline is half-written and left for the next poll."""
+    import json
+
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    complete = text[:text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
 def wait_gone(pgid: int, timeout: float = 60) -> None:
     """Wait until a killed command's process group (it and the local Ray it started) is gone."""
     import os

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_gone
+from tests.conftest import tune_results, wait_gone
 from tests.search.conftest import write_space, zero_overhead_calibration
 from vdes_tune.config import TrainConfig
 from vdes_tune.training.memory import estimate, load_calibration, place
@@ -24,10 +24,7 @@ ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(Path(__file_
 
 
 def _results(trial_dir: Path) -> list[dict]:
-    path = trial_dir / "result.json"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return tune_results(trial_dir / "result.json")
 
 
 def test_killed_search_resumes_without_duplicates_or_gaps(search_work, tmp_path):

