@@ -1,0 +1,81 @@
+"""`ingest` and `generators synthesize` SIGKILLed mid-write, then run again: the outputs equal an uninterrupted
+run's, and the killed run's temporary folder is neither trusted nor left behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import wait_gone
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def _rows(folder: Path) -> pd.DataFrame:
+    """Every shard row under `folder`, in crop order (files may split rows differently; the rows may not)."""
+    files = sorted(folder.rglob("*.parquet"))
+    assert files, f"no shards under {folder}"
+    frame = pd.concat([pd.read_parquet(f).assign(split=f.parent.name) for f in files], ignore_index=True)
+    return frame.sort_values("crop_id").reset_index(drop=True)
+
+
+def _kill_once_writing(cmd: list[str], parent: Path, final: str) -> None:
+    """Run `cmd`, SIGKILL it (and the Ray it started) as soon as its temporary `final` folder exists."""
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300  # waits on the folder, not on a guess of the time it takes
+        while time.monotonic() < deadline and proc.poll() is None:
+            if parent.is_dir() and any(p.name.startswith(f".{final}.tmp-") for p in parent.iterdir()):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, f"{cmd[3]} finished before it could be killed mid-write"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)  # reaped: a zombie would still look alive to the debris sweep
+        wait_gone(proc.pid)
+    assert not (parent / final).exists() and any(p.name.startswith(f".{final}.tmp-") for p in parent.iterdir())
+
+
+def test_ingest_killed_mid_write_then_rerun_equals_an_uninterrupted_run(small_dataset, tmp_path):
+    cmd = [sys.executable, "-m", "vdes_tune", "ingest", "--data", str(small_dataset), "--crop-size", "64",
+           "--num-cpus", "2"]
+    subprocess.run([*cmd, "--work", str(tmp_path / "straight")], env=ENV, check=True, capture_output=True,
+                   timeout=600)
+    killed = tmp_path / "killed"
+    _kill_once_writing([*cmd, "--work", str(killed)], killed, "dataset")
+    subprocess.run([*cmd, "--work", str(killed)], env=ENV, check=True, capture_output=True, timeout=600)
+    pd.testing.assert_frame_equal(_rows(killed / "dataset" / "shards"),
+                                  _rows(tmp_path / "straight" / "dataset" / "shards"))
+    assert not [p.name for p in killed.iterdir() if p.name.startswith(".dataset.")]
+
+
+def test_synthesize_killed_mid_write_then_rerun_equals_an_uninterrupted_run(search_work, tmp_path):
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"model": "unet", "epochs": 1, "batch_size": 8, "unet_width": 4,
+                                      "unet_depth": 3, "device": "cpu", "samples": 1}))
+    works = {run: tmp_path / run for run in ("straight", "killed")}
+    for work in works.values():
+        shutil.copytree(search_work / "dataset", work / "dataset")
+    train = [sys.executable, "-m", "vdes_tune", "generators", "train", "unet", "--config", str(config),
+             "--name", "g"]
+    synth = [sys.executable, "-m", "vdes_tune", "generators", "synthesize", "g", "--num-cpus", "2",
+             "--batch-size", "4"]
+    subprocess.run([*train, "--work", str(works["straight"])], env=ENV, check=True, capture_output=True, timeout=600)
+    shutil.copytree(works["straight"] / "generators", works["killed"] / "generators")  # the same weights
+    subprocess.run([*synth, "--work", str(works["straight"])], env=ENV, check=True, capture_output=True, timeout=600)
+    _kill_once_writing([*synth, "--work", str(works["killed"])], works["killed"] / "vdes", "g")
+    subprocess.run([*synth, "--work", str(works["killed"])], env=ENV, check=True, capture_output=True, timeout=600)
+    pd.testing.assert_frame_equal(_rows(works["killed"] / "vdes" / "g"), _rows(works["straight"] / "vdes" / "g"))
+    assert not [p.name for p in (works["killed"] / "vdes").iterdir() if p.name != "g"]
