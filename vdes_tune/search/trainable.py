@@ -243,6 +243,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                          **info})
             return
         fitters, device = _live_fitters(ctx, cfg, placement, seeds)
+        if device is not None and device.type == "cuda":
+            info["gpu_cap_gb"] = _gpu_cap_gb(device, placement.fraction, ctx.budget_gb)
     else:  # a replay trains nothing, so it has no memory to plan
         cfg = space.train_config(point)
         seed_map = ctx.replay.seed_maps[int(config.get("_replay", 0))]
@@ -265,7 +267,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         while not all(f.done for f in fitters):
             last = step()
             metrics = {**report_of(fitters, seeds, space.metric, last), "feasible": 1, **info,
-                       "report_time": time.time()}
+                       "report_time": time.time(), **_gpu_peak(device)}
             if not live:  # a replay has nothing worth a checkpoint: its curves are on disk
                 if metrics["epoch"] in rungs or all(f.done for f in fitters):
                     tune.report(metrics)
@@ -279,6 +281,25 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         # told an out-of-memory point scored its first epochs' F1).
         tune.report({**report_of(fitters, seeds, space.metric), space.metric: ctx.penalty, "feasible": 0, "oom": 1,
                      **info})
+
+
+def _gpu_cap_gb(device: Any, fraction: float, budget_gb: float) -> float:
+    """The per-process cap a trial runs under (GiB of the allocator, as torch enforces it)."""
+    import torch
+
+    from vdes_tune.training.memory import GIB, process_share
+
+    total = torch.cuda.get_device_properties(device).total_memory
+    return round(process_share(fraction, budget_gb, total) * total / GIB, 3)
+
+
+def _gpu_peak(device: Any) -> dict[str, float]:
+    """This process's peak reserved GPU memory so far (GiB), to set against its cap; nothing off the GPU."""
+    if device is None or device.type != "cuda":
+        return {}
+    import torch
+
+    return {"gpu_peak_gb": round(torch.cuda.max_memory_reserved(device) / 1024 ** 3, 3)}
 
 
 def _oom_error() -> type[BaseException]:

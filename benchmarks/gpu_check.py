@@ -1,0 +1,329 @@
+"""The GPU check in one command (issue 24): what someone about to spend GPU days on the paper needs measured.
+
+In order, each step's result written as soon as it is known (a run cut short keeps what it measured):
+
+1. memory calibration: the 8 configurations of benchmarks/memory_calibration.py, estimate against measured
+   peak, the fitted calibration (written to OUT/memory_calibration.json, to ship);
+2. a packed search on the one GPU: 4 trials whose estimated fractions sum to at most 1, through the real
+   search; how many ran at the same time, each trial's peak against its per-process cap, out-of-memory count;
+3. mixed-precision training throughput (images/s) of each classifier and of U-Net/EE 32/6 at 224 px;
+4. the projected GPU-hours of pipelines/paper.yaml on one 24 GB GPU, one trial per GPU and packed (from the
+   throughput of step 3, the crop counts of a CDD-CESM-sized split and the packing speed-up of step 2).
+
+`--dry-run` runs the same code on the CPU at tiny sizes (a logical GPU for the packing, estimates standing
+in for measured peaks): a CI test runs it, so the check works the day a GPU comes.
+
+    python benchmarks/gpu_check.py [--out gpu-check] [--budget-gb 24] [--limit-s 480] [--work W] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from memory_calibration import CHILD, CONFIGS  # noqa: E402  (the calibration's own configurations)
+
+# A CDD-CESM-sized split (paper 2.1: 1362 crops of 326 patients, 70/15/15 by patient).
+PAPER_CROPS = {"train": 953, "val": 204, "test": 205}
+THROUGHPUT = [("resnet18", 1, {}), ("resnet34", 1, {}), ("regnety_016", 1, {}),
+              ("resnet18", 5, {"unet_width": 32, "unet_depth": 6})]
+EVAL_COST = 1 / 3  # an evaluated image costs about a third of a trained one (forward only)
+
+
+def sizes(dry: bool) -> dict[str, int]:
+    """Image side, batch and timed steps: the paper's on a GPU, tiny on the CPU."""
+    return {"input": 32, "batch": 4, "steps": 2, "crop": 64} if dry else \
+        {"input": 224, "batch": 32, "steps": 20, "crop": 224}
+
+
+def calibration(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
+    """Step 1: measure each configuration in a fresh process (its own CUDA context), fit, write the file."""
+    from vdes_tune.config import TrainConfig
+    from vdes_tune.training.memory import GIB, Calibration, estimate, fit_calibration, save_calibration
+
+    rows = []
+    for cfg in CONFIGS:
+        if args.dry_run:  # no GPU to measure: the uncalibrated estimate plus 0.5 GiB stands in for a peak
+            raw = estimate(TrainConfig(**cfg), sizes(True)["input"], Calibration(1.0, 0.0))
+            rows.append({"config": cfg, "input_size": sizes(True)["input"], "gpu": "dry run (no GPU)",
+                         "fixed_bytes": raw.weights + raw.gradients + raw.optimizer,
+                         "activation_bytes": raw.activations, "measured_bytes": raw.total + GIB // 2})
+            continue
+        done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True)
+        if done.returncode != 0:
+            rows.append({"config": cfg, "error": (done.stderr.strip().splitlines() or ["?"])[-1]})
+            continue
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    measured = [r for r in rows if "measured_bytes" in r]
+    cal = fit_calibration(measured, gpu=measured[0]["gpu"])
+    path = args.out / "memory_calibration.json"
+    save_calibration(cal, path)
+    table = []
+    for r in measured:
+        fitted = r["fixed_bytes"] + cal.activation_factor * r["activation_bytes"] + cal.overhead_gb * GIB
+        default = r["fixed_bytes"] + r["activation_bytes"] + GIB
+        table.append({"config": r["config"], "measured_gb": r["measured_bytes"] / GIB,
+                      "default_estimate_ratio": default / r["measured_bytes"],
+                      "fitted_estimate_ratio": fitted / r["measured_bytes"]})
+    return {"gpu": cal.gpu, "activation_factor": cal.activation_factor, "overhead_gb": cal.overhead_gb,
+            "file": str(path), "rows": table, "failed": [r for r in rows if "error" in r]}
+
+
+def _workspace(args: argparse.Namespace) -> Path:
+    """A small phantom, ingested at the check's crop size, for the packed search."""
+    from vdes_tune.config import IngestConfig, SynthConfig
+    from vdes_tune.data.synthetic import write_dataset
+    from vdes_tune.stages import ingest
+    from vdes_tune.workspace import Workspace
+
+    work = args.work or args.out / "work"
+    if not (work / "dataset" / "manifest.json").is_file():
+        raw = args.out / "raw"
+        write_dataset(SynthConfig(patients=12, size="small", seed=7), raw)
+        ingest.run(IngestConfig(crop_size=sizes(args.dry_run)["crop"]), Workspace.at(work), raw)
+    return work
+
+
+def concurrency(trials: list[dict[str, Any]]) -> tuple[int, float]:
+    """The most trials running at one time (from each trial's start and last report) and the largest sum of
+    their GPU fractions at any such time."""
+    events = sorted([(t["start"], 1, t["fraction"]) for t in trials] + [(t["end"], -1, -t["fraction"]) for t in trials],
+                    key=lambda e: (e[0], e[1]))
+    running, most, share, widest = 0, 0, 0.0, 0.0
+    for _, step, fraction in events:
+        running, share = running + step, share + fraction
+        most, widest = max(most, running), max(widest, share)
+    return most, round(widest, 6)
+
+
+def packed_search(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
+    """Step 2: 4 trials sized to share the GPU, through the real search; what ran at once, peaks against caps."""
+    import yaml
+
+    from vdes_tune.search.runner import SearchOptions, run_search
+    from vdes_tune.search.space import load_space
+    from vdes_tune.training.memory import estimate, load_calibration, place
+
+    work, s = _workspace(args), sizes(args.dry_run)
+    fixed = {"train.classifier": "resnet18", "train.epochs": 1 if args.dry_run else 3,
+             "train.batch_size": s["batch"] if args.dry_run else 64,
+             "train.device": "cpu" if args.dry_run else "cuda"}
+
+    def space_of(name: str, lrs: list[float]) -> Any:
+        path = args.out / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"name": name, "arch": 1, "metric": "val_f1", "mode": "max", "repeats": 1,
+                                        "algorithm": "grid", "fixed": fixed, "parameters": {"train.lr": {"choice": lrs}}}))
+        return load_space(str(path))
+
+    space = space_of("gpu-check-packed", [1e-3, 5e-4, 2e-4, 1e-4])
+    cal_file = out.get("calibration", {}).get("file", "")
+    cal = load_calibration(Path(cal_file) if cal_file else None)
+    planned = [place(estimate(space.train_config(p), s["crop"], cal).total, args.budget_gb) for p in space.points()]
+    fraction_sum = sum(p.fraction for p in planned)
+    if fraction_sum > 1 or not all(p.feasible for p in planned):
+        raise RuntimeError(f"the 4 trials' fractions sum to {fraction_sum:.3f}: they cannot all share one GPU")
+    # The baseline first: one such trial alone on the GPU, then the four packed.
+    alone = _trials(run_search(space_of("gpu-check-alone", [1e-3]), work,
+                               SearchOptions(gpu_memory_gb=args.budget_gb, calibration=cal_file)))
+    summary = run_search(space, work, SearchOptions(max_concurrent=4, gpu_memory_gb=args.budget_gb,
+                                                    calibration=cal_file))
+    trials = _trials(summary)
+    most, widest = concurrency(trials)
+    span = max(t["end"] for t in trials) - min(t["start"] for t in trials)
+    one = alone[0]["end"] - alone[0]["start"]
+    over = [t["trial"] for t in trials if t["peak_gb"] is not None and t["cap_gb"] and t["peak_gb"] > t["cap_gb"]]
+    return {"trials": trials, "fraction_sum": fraction_sum, "most_at_once": most, "widest_share": widest,
+            "oom": sum(t["oom"] for t in trials), "over_cap": over, "alone_s": one, "packed_s": span,
+            "speedup": len(trials) * one / span if span > 0 else 1.0,
+            "finished": summary["finished"], "errored": summary["errored"]}
+
+
+def _trials(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each trial of a finished search: its fraction, estimate, peak and cap, start and last report."""
+    trials = []
+    for folder in sorted(Path(summary["path"]).glob("trial_*")):
+        rows = _complete_rows(folder / "result.json")
+        if not rows:
+            continue
+        last = rows[-1]
+        trials.append({"trial": folder.name.split("_")[1], "fraction": float(last.get("gpu_fraction", 0.0)),
+                       "estimate_gb": float(last.get("memory_estimate_gb", 0.0)),
+                       "peak_gb": max((r["gpu_peak_gb"] for r in rows if "gpu_peak_gb" in r), default=None),
+                       "cap_gb": last.get("gpu_cap_gb"), "oom": int(last.get("oom", 0)),
+                       "start": float(last["trial_start"]), "end": max(float(r["report_time"]) for r in rows
+                                                                       if "report_time" in r)})
+    return trials
+
+
+def _complete_rows(path: Path) -> list[dict[str, Any]]:
+    """A Tune result.json's complete lines (a last line without its newline is still being written)."""
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
+
+
+def throughput(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
+    """Step 3: training images per second (bf16 autocast on CUDA) of each classifier and of U-Net/EE 32/6."""
+    import torch
+
+    from vdes_tune.config import GeneratorConfig
+    from vdes_tune.models.architectures import get_architecture
+    from vdes_tune.models.classifiers import build_classifier
+    from vdes_tune.models.generators import build_generator
+    from vdes_tune.training.tasks import ClassificationTask
+
+    s = sizes(args.dry_run)
+    device = torch.device("cpu" if args.dry_run else "cuda")
+    rows = []
+    for name, arch_no, unet in THROUGHPUT:
+        arch = get_architecture(arch_no)
+        generator = (build_generator(GeneratorConfig.for_model("unet", **unet, unet_dropout=0.2))
+                     if arch.end_to_end else None)
+        task = ClassificationTask(arch, build_classifier(name, dropout=0.0), 1e-3, device, generator)
+        task.train(True)
+        images = {src: torch.rand(s["batch"], 1, s["input"], s["input"]) for src in arch.needs if src != "vdes"}
+        batch = (images, torch.randint(0, 2, (s["batch"],)))
+
+        def run(steps: int) -> float:
+            start = time.perf_counter()
+            for _ in range(steps):
+                task.train_step(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return time.perf_counter() - start
+
+        run(2)  # warm-up: cuDNN autotuning, allocator
+        seconds = run(s["steps"])
+        label = f"#{arch_no} {name}" + (f" + U-Net/EE {unet['unet_width']}/{unet['unet_depth']}" if unet else "")
+        rows.append({"model": label, "classifier": name, "arch": arch_no, "input": s["input"], "batch": s["batch"],
+                     "images_per_s": s["batch"] * s["steps"] / seconds})
+        del task
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "rows": rows}
+
+
+def projection(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
+    """Step 4: GPU-hours of pipelines/paper.yaml: trained and evaluated images over the measured rates."""
+    from vdes_tune.search.space import load_space
+
+    rates = {(r["classifier"], r["arch"]): r["images_per_s"] for r in out["throughput"]["rows"]}
+    per_epoch = PAPER_CROPS["train"] + EVAL_COST * (PAPER_CROPS["val"] + PAPER_CROPS["test"])
+    search_epoch = PAPER_CROPS["train"] + EVAL_COST * PAPER_CROPS["val"]  # a search never reads test
+    seconds, parts = 0.0, []
+    for space_name in ("paper_classifier_lr", "paper_unet_width_depth", "paper_dropout"):
+        space = load_space(space_name, ["strategy=fixed"])
+        for point in space.points():
+            cfg = space.train_config(point)
+            rate = rates.get((cfg.classifier, 5 if cfg.arch == 5 else 1)) or rates[("resnet18", 1)]
+            s = len(space.seeds(point)) * cfg.epochs * search_epoch / rate
+            seconds += s
+        parts.append({"stage": f"search {space_name} (strategy fixed)", "hours": seconds / 3600 - sum(
+            p["hours"] for p in parts)})
+    evaluation = 0.0
+    for arch in range(1, 7):  # 30 repeats x 30 epochs, ResNet18 (the paper's chosen classifier)
+        evaluation += 30 * 30 * per_epoch / rates[("resnet18", 5 if arch == 5 else 1)]
+    parts.append({"stage": "evaluate 6 architectures x 30 repeats", "hours": evaluation / 3600})
+    total = sum(p["hours"] for p in parts)
+    speedup = out.get("packed_search", {}).get("speedup") or 1.0
+    return {"one_trial_per_gpu_hours": total, "packed_hours": total / speedup, "packing_speedup": speedup,
+            "parts": parts, "crops": PAPER_CROPS,
+            "basis": "measured images/s of step 3 x images trained and evaluated; generator pre-training and "
+                     "synthesis (minutes) left out"}
+
+
+STEPS: list[tuple[str, Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any]]]] = [
+    ("calibration", calibration), ("packed_search", packed_search), ("throughput", throughput),
+    ("projection", projection)]
+
+
+def markdown(out: dict[str, Any]) -> str:
+    """The check as Markdown tables (what docs/benchmarks.md records)."""
+    lines = [f"GPU check ({'dry run on the CPU' if out['dry_run'] else out.get('device', '?')}), "
+             f"{out['wall_s']:.0f} s\n"]
+    cal = out.get("calibration", {})
+    if cal.get("rows"):
+        lines += [f"Calibration on {cal['gpu']}: activation factor {cal['activation_factor']}, overhead "
+                  f"{cal['overhead_gb']} GiB\n", "| configuration | measured (GiB) | default / measured | "
+                  "fitted / measured |", "|---|---|---|---|"]
+        lines += [f"| {json.dumps(r['config'])} | {r['measured_gb']:.2f} | {r['default_estimate_ratio']:.2f} | "
+                  f"{r['fitted_estimate_ratio']:.2f} |" for r in cal["rows"]]
+    packed = out.get("packed_search", {})
+    if packed.get("trials"):
+        lines += ["", f"Packed search: {len(packed['trials'])} trials, fractions sum {packed['fraction_sum']:.3f}; "
+                  f"at most {packed['most_at_once']} at once (their fractions summing to {packed['widest_share']}); "
+                  f"out of memory: {packed['oom']}; over their cap: {packed['over_cap'] or 'none'}; one alone "
+                  f"{packed['alone_s']:.0f} s, four packed {packed['packed_s']:.0f} s: {packed['speedup']:.2f}x\n",
+                  "| trial | fraction | estimate (GiB) | peak (GiB) | cap (GiB) |", "|---|---|---|---|---|"]
+        lines += [f"| {t['trial']} | {t['fraction']:.3f} | {t['estimate_gb']:.2f} | {t['peak_gb'] if t['peak_gb'] is not None else 'n/a'} | "
+                  f"{t['cap_gb'] if t['cap_gb'] is not None else 'n/a'} |" for t in packed["trials"]]
+    rates = out.get("throughput", {})
+    if rates.get("rows"):
+        lines += ["", "| model | input | batch | images/s |", "|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['input']} | {r['batch']} | {r['images_per_s']:.1f} |" for r in rates["rows"]]
+    plan = out.get("projection", {})
+    if plan.get("parts"):
+        lines += ["", f"pipelines/paper.yaml on one GPU: {plan['one_trial_per_gpu_hours']:.1f} GPU-hours one trial "
+                  f"per GPU, {plan['packed_hours']:.1f} packed ({plan['packing_speedup']:.2f}x)\n",
+                  "| stage | GPU-hours (one trial per GPU) |", "|---|---|"]
+        lines += [f"| {p['stage']} | {p['hours']:.1f} |" for p in plan["parts"]]
+    for name, _ in STEPS:
+        if "error" in out.get(name, {}):
+            lines.append(f"\n{name}: FAILED: {out[name]['error']}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run the steps in order within the time limit; write OUT/gpu_check.json and OUT/gpu_check.md."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("gpu-check"))
+    parser.add_argument("--budget-gb", type=float, default=24.0)
+    parser.add_argument("--limit-s", type=float, default=480.0, help="Skip the steps left after this long.")
+    parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--work", type=Path, default=None, help="An ingested workspace for the packed search "
+                        "(default: a 12-patient phantom made under --out).")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.dry_run:
+        import torch
+
+        if not torch.cuda.is_available():
+            sys.exit("no CUDA GPU here: run it with --dry-run, or on the GPU machine")
+    import ray
+
+    # A logical GPU on the CPU: the packing arithmetic and Ray's fractional placement run as on a real one.
+    ray.init(address="local", num_cpus=4 if args.dry_run else None, num_gpus=1 if args.dry_run else None,
+             _node_ip_address="127.0.0.1", include_dashboard=False, logging_level="warning")
+    start = time.perf_counter()
+    out: dict[str, Any] = {"dry_run": args.dry_run, "budget_gb": args.budget_gb, "wall_s": 0.0}
+    for name, step in STEPS:
+        if time.perf_counter() - start > args.limit_s:
+            out[name] = {"error": f"skipped: past the {args.limit_s:.0f} s limit"}
+            continue
+        began = time.perf_counter()
+        try:
+            out[name] = {**step(args, out), "seconds": round(time.perf_counter() - began, 1)}
+        except Exception as exc:  # one failed step must not lose the others' figures
+            out[name] = {"error": f"{type(exc).__name__}: {exc}", "seconds": round(time.perf_counter() - began, 1)}
+        out["wall_s"] = time.perf_counter() - start
+        out["device"] = out.get("throughput", {}).get("device", out.get("calibration", {}).get("gpu"))
+        (args.out / "gpu_check.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+        (args.out / "gpu_check.md").write_text(markdown(out))
+    print(markdown(out))
+    failed = [n for n, _ in STEPS if "error" in out.get(n, {})]
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
