@@ -17,7 +17,7 @@ demo: $(BIN)/vdes-tune
 	$(BIN)/vdes-tune demo --work $(WORK)
 
 test: $(BIN)/vdes-tune
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: $(BIN)/vdes-tune
 	$(BIN)/python benchmarks/registration.py
