@@ -150,9 +150,11 @@ def packed_search(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, An
 
 def _trials(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Each trial of a finished search: its fraction, estimate, peak and cap, start and last report."""
+    from vdes_tune.search.export import result_rows
+
     trials = []
     for folder in sorted(Path(summary["path"]).glob("trial_*")):
-        rows = _complete_rows(folder / "result.json")
+        rows = result_rows(folder / "result.json")
         if not rows:
             continue
         last = rows[-1]
@@ -163,14 +165,6 @@ def _trials(summary: dict[str, Any]) -> list[dict[str, Any]]:
                        "start": float(last["trial_start"]), "end": max(float(r["report_time"]) for r in rows
                                                                        if "report_time" in r)})
     return trials
-
-
-def _complete_rows(path: Path) -> list[dict[str, Any]]:
-    """A Tune result.json's complete lines (a last line without its newline is still being written)."""
-    if not path.is_file():
-        return []
-    text = path.read_text()
-    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
 
 
 def throughput(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -114,16 +115,24 @@ def search_work(ray_local, small_dataset: Path, tmp_path_factory: pytest.TempPat
     return work
 
 
-def tune_results(path: Path) -> list[dict]:
-    """The rows of a Tune trial's result.json that are complete: Tune appends while a test polls, so a last
-    line without its newline is half-written and left for the next poll."""
-    import json
+def kill_when(cmd: list[str], ready: Callable[[], bool], env: dict | None = None, timeout: float = 300) -> None:
+    """Run `cmd` in its own process group and SIGKILL the group (it and any Ray it started) as soon as `ready()`
+    holds; waits on that state, never on a guess of the time, and fails if the command finished first."""
+    import signal
+    import subprocess
+    import time
 
-    if not path.is_file():
-        return []
-    text = path.read_text()
-    complete = text[:text.rfind("\n") + 1]
-    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.01)
+        assert proc.poll() is None, f"{' '.join(cmd[2:5])} finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)  # reaped: a zombie would still look alive to the debris sweep
+        wait_gone(proc.pid)
 
 
 def wait_gone(pgid: int, timeout: float = 60) -> None:

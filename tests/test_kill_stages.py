@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import wait_gone
+from tests.conftest import kill_when
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -30,20 +28,11 @@ def _rows(folder: Path) -> pd.DataFrame:
 
 def _kill_once_writing(cmd: list[str], parent: Path, final: str) -> None:
     """Run `cmd`, SIGKILL it (and the Ray it started) as soon as its temporary `final` folder exists."""
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300  # waits on the folder, not on a guess of the time it takes
-        while time.monotonic() < deadline and proc.poll() is None:
-            if parent.is_dir() and any(p.name.startswith(f".{final}.tmp-") for p in parent.iterdir()):
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, f"{cmd[3]} finished before it could be killed mid-write"
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)  # reaped: a zombie would still look alive to the debris sweep
-        wait_gone(proc.pid)
-    assert not (parent / final).exists() and any(p.name.startswith(f".{final}.tmp-") for p in parent.iterdir())
+    def writing() -> bool:
+        return parent.is_dir() and any(p.name.startswith(f".{final}.tmp-") for p in parent.iterdir())
+
+    kill_when(cmd, writing, ENV)
+    assert not (parent / final).exists() and writing()
 
 
 def test_ingest_killed_mid_write_then_rerun_equals_an_uninterrupted_run(small_dataset, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import tune_results
+from vdes_tune.search.export import result_rows
 from vdes_tune.runtime import free_ports
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -188,7 +188,7 @@ def test_search_across_nodes_resumes_trials_of_a_killed_worker_node(cluster, sea
     def reported() -> list[dict]:
         rows = []
         for f in exp.glob("trial_*/result.json"):
-            rows += tune_results(f)
+            rows += result_rows(f)
         return rows
 
     # Kill worker 0 (worker 1 died in the evaluation test) once a trial running there has reported (and

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tune_results, wait_gone
+from tests.conftest import wait_gone
 from tests.search.conftest import write_space, zero_overhead_calibration
 from vdes_tune.config import TrainConfig
+from vdes_tune.search.export import result_rows
 from vdes_tune.training.memory import estimate, load_calibration, place
 
 pytestmark = pytest.mark.ray
@@ -24,7 +25,7 @@ ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(Path(__file_
 
 
 def _results(trial_dir: Path) -> list[dict]:
-    return tune_results(trial_dir / "result.json")
+    return result_rows(trial_dir / "result.json")
 
 
 def test_killed_search_resumes_without_duplicates_or_gaps(search_work, tmp_path):

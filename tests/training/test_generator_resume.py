@@ -5,12 +5,9 @@ configuration is not used; `generators train` SIGKILLed mid-run and run again co
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,7 @@ import yaml
 from vdes_tune.config import GeneratorConfig
 from vdes_tune.training.generators import CHECKPOINT, run_generator_training
 
-from ..conftest import wait_gone
+from ..conftest import kill_when
 
 TINY = {"unet": dict(epochs=3, batch_size=8, unet_width=4, unet_depth=3, device="cpu", samples=1),
         "cyclegan": dict(epochs=3, batch_size=4, features=4, blocks=1, disc_features=4, pool_size=3, device="cpu",
@@ -88,19 +85,9 @@ def test_generators_train_sigkilled_mid_run_resumes_to_the_same_weights(search_w
     subprocess.run([*cmd, "--work", str(works["straight"])], check=True, capture_output=True, timeout=600)
 
     checkpoint = works["killed"] / "generators" / ".cg.resume" / CHECKPOINT
-    proc = subprocess.Popen([*cmd, "--work", str(works["killed"])], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300  # this wait's own deadline: waits on the checkpoint, not on time
-        while time.monotonic() < deadline and proc.poll() is None:
-            if checkpoint.is_file() and torch.load(checkpoint, weights_only=True)["epoch"] >= 2:
-                break
-            time.sleep(0.1)
-        assert proc.poll() is None, "the run finished before it could be killed mid-run"
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)  # reaped: a zombie would still look alive to the debris sweep
-        wait_gone(proc.pid)
+    # The checkpoint is replaced in one rename, so a file that exists is whole.
+    kill_when([*cmd, "--work", str(works["killed"])],
+              lambda: checkpoint.is_file() and torch.load(checkpoint, weights_only=True)["epoch"] >= 2)
     finished = torch.load(checkpoint, weights_only=True)["epoch"]
     assert 2 <= finished < 4 and not (works["killed"] / "generators" / "cg").exists()
 

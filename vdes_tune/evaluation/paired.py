@@ -273,8 +273,7 @@ def analyse(predictions: pd.DataFrame, cfg: AnalysisConfig = AnalysisConfig(),
     virtual = [a for a in cfg.virtual or virtual_architectures() if a in have]
     out: dict[str, Any] = {
         "split": "test", "metrics": list(METRICS), "primary": "f1", "margin": cfg.margin,
-        "auc_margin": cfg.auc_margin, "rate_margin": cfg.rate_margin,
-        "margins": {m: cfg.margin_for(m) for m in METRICS}, "no_des": cfg.no_des, "real": cfg.real,
+        "auc_margin": cfg.auc_margin, "margins": {m: cfg.margin_for(m) for m in METRICS}, "no_des": cfg.no_des, "real": cfg.real,
         "confidence": cfg.confidence, "bootstrap": cfg.bootstrap, "seed": cfg.seed, "threshold": cfg.threshold,
         "repeats": len(table.repeats), "patients": len(table.patients), "crops": len(table.crop_ids),
         "positives": int(table.labels.sum()), "names": {str(a): names.get(a, f"#{a}") for a in table.archs},

@@ -46,6 +46,15 @@ class Experiment:
     race: dict[str, Any] | None = None  # the race log (race.json) when the strategy raced seeds
 
 
+def result_rows(path: Path) -> list[dict[str, Any]]:
+    """The complete rows of a trial's result.json: Tune appends while others read, so a last line without its
+    newline is half-written and left for the next read."""
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines() if line.strip()]
+
+
 def load_experiment(path: str) -> Experiment:
     """Trials and provenance of the experiment at `path` (local folder or URI)."""
     from ray.tune import ExperimentAnalysis

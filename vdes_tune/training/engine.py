@@ -136,7 +136,7 @@ def rng_state(*loaders: Any) -> dict[str, Any]:
     return {"python": [version, list(internal), gauss], "numpy": [name, keys.tolist(), pos, has_gauss, cached],
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "loaders": [getattr(loader, "generator").get_state() for loader in loaders]}
+            "loaders": [loader.generator.get_state() for loader in loaders]}
 
 
 def set_rng_state(state: dict[str, Any], *loaders: Any) -> None:
