@@ -13,7 +13,7 @@ In order, each step's result written as soon as it is known (a run cut short kee
 `--dry-run` runs the same code on the CPU at tiny sizes (a logical GPU for the packing, estimates standing
 in for measured peaks): a CI test runs it, so the check works the day a GPU comes.
 
-    python benchmarks/gpu_check.py [--out gpu-check] [--budget-gb 24] [--limit-s 480] [--work W] [--dry-run]
+    python benchmarks/gpu_check.py [--out gpu-check] [--gpu-memory-gb 24] [--limit-s 480] [--work W] [--dry-run]
 """
 
 from __future__ import annotations
@@ -128,21 +128,25 @@ def packed_search(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, An
     space = space_of("gpu-check-packed", [1e-3, 5e-4, 2e-4, 1e-4])
     cal_file = out.get("calibration", {}).get("file", "")
     cal = load_calibration(Path(cal_file) if cal_file else None)
-    planned = [place(estimate(space.train_config(p), s["crop"], cal).total, args.budget_gb) for p in space.points()]
+    from vdes_tune.gpus import cluster_nodes, packing_for
+
+    packing = packing_for(cluster_nodes(), args.gpu_memory_gb)  # as the search itself will size its trials
+    planned = [place(estimate(space.train_config(p), s["crop"], cal).total, packing.budget_gb, packing.card_gb)
+               for p in space.points()]
     fraction_sum = sum(p.fraction for p in planned)
     if fraction_sum > 1 or not all(p.feasible for p in planned):
         raise RuntimeError(f"the 4 trials' fractions sum to {fraction_sum:.3f}: they cannot all share one GPU")
     # The baseline first: one such trial alone on the GPU, then the four packed.
     alone = _trials(run_search(space_of("gpu-check-alone", [1e-3]), work,
-                               SearchOptions(gpu_memory_gb=args.budget_gb, calibration=cal_file)))
-    summary = run_search(space, work, SearchOptions(max_concurrent=4, gpu_memory_gb=args.budget_gb,
+                               SearchOptions(gpu_memory_gb=args.gpu_memory_gb, calibration=cal_file)))
+    summary = run_search(space, work, SearchOptions(max_concurrent=4, gpu_memory_gb=args.gpu_memory_gb,
                                                     calibration=cal_file))
     trials = _trials(summary)
     most, widest = concurrency(trials)
     span = max(t["end"] for t in trials) - min(t["start"] for t in trials)
     one = alone[0]["end"] - alone[0]["start"]
     over = [t["trial"] for t in trials if t["peak_gb"] is not None and t["cap_gb"] and t["peak_gb"] > t["cap_gb"]]
-    return {"trials": trials, "fraction_sum": fraction_sum, "most_at_once": most, "widest_share": widest,
+    return {"packing": packing.to_dict(), "trials": trials, "fraction_sum": fraction_sum, "most_at_once": most, "widest_share": widest,
             "oom": sum(t["oom"] for t in trials), "over_cap": over, "alone_s": one, "packed_s": span,
             "speedup": len(trials) * one / span if span > 0 else 1.0,
             "finished": summary["finished"], "errored": summary["errored"]}
@@ -287,7 +291,8 @@ def main() -> None:
     """Run the steps in order within the time limit; write OUT/gpu_check.json and OUT/gpu_check.md."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("gpu-check"))
-    parser.add_argument("--budget-gb", type=float, default=24.0)
+    parser.add_argument("--gpu-memory-gb", type=float, default=None,
+                        help="The most one configuration may use (default: the card's memory).")
     parser.add_argument("--limit-s", type=float, default=480.0, help="Skip the steps left after this long.")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--work", type=Path, default=None, help="An ingested workspace for the packed search "
@@ -303,10 +308,16 @@ def main() -> None:
     import ray
 
     # A logical GPU on the CPU: the packing arithmetic and Ray's fractional placement run as on a real one.
+    from vdes_tune.gpus import PAPER_GPU_GB, MEMORY_RESOURCE, local_cards_mib, node_resources
+
+    # As a local vdes-tune run does: the card's memory advertised, so trials pack by it. The dry run's logical
+    # GPU advertises the paper's card.
+    memory = {MEMORY_RESOURCE: PAPER_GPU_GB * 1024} if args.dry_run else node_resources(local_cards_mib())
     ray.init(address="local", num_cpus=4 if args.dry_run else None, num_gpus=1 if args.dry_run else None,
-             _node_ip_address="127.0.0.1", include_dashboard=False, logging_level="warning")
+             resources=memory or None, _node_ip_address="127.0.0.1", include_dashboard=False,
+             logging_level="warning")
     start = time.perf_counter()
-    out: dict[str, Any] = {"dry_run": args.dry_run, "budget_gb": args.budget_gb, "wall_s": 0.0}
+    out: dict[str, Any] = {"dry_run": args.dry_run, "gpu_memory_gb": args.gpu_memory_gb, "wall_s": 0.0}
     for name, step in STEPS:
         if time.perf_counter() - start > args.limit_s:
             out[name] = {"error": f"skipped: past the {args.limit_s:.0f} s limit"}

@@ -12,7 +12,10 @@
 # /tmp/vdes-ray-<port>, VDES_CLUSTER_RAY_TMP), VDES_CLUSTER_PORT
 # (GCS port, default 6399), VDES_DASHBOARD_PORT (job server, default 8266), VDES_AGENT_PORT (the head's
 # dashboard agent, which runs submitted jobs; default 52365), VDES_HEAD_CPUS (default 1),
-# VDES_WORKER_CPUS (default 1), RAY_AUTH_MODE (default token: a token is generated once with
+# VDES_WORKER_CPUS (default 1), VDES_WORKER_GPUS (logical GPUs per worker as COUNT:MIB, space-separated in
+# worker order, e.g. "1:81920 2:24576": worker 0 gets one 80 GiB GPU, worker 1 two 24 GiB ones; each such
+# worker advertises gpu_memory_mib = COUNT x MIB, as `vdes-tune gpus --ray-resources` prints on a real GPU
+# node; default none), RAY_AUTH_MODE (default token: a token is generated once with
 # `ray get-auth-token --generate` and used by every node; drivers on this machine find it in
 # ~/.ray/auth_token. Tests set RAY_AUTH_MODE=disabled on every node and driver.) Every node binds to 127.0.0.1; the dashboard too.
 # Each node's processes get VDES_CACHE=$STATE/cache-<node> (where a URI workspace is mirrored), so the nodes
@@ -58,9 +61,14 @@ case ${1:-} in
     start_node head --head --node-ip-address=127.0.0.1 --port="$PORT" --num-cpus="$HEAD_CPUS" --num-gpus=0 \
       --resources='{"head_slot": 1}' --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" --dashboard-agent-listen-port="$AGENT_PORT" \
       --disable-usage-stats
+    read -r -a gpu_specs <<<"${VDES_WORKER_GPUS:-}"
     for ((k = 0; k < workers; k++)); do
+      spec=${gpu_specs[k]:-0:0}
+      count=${spec%%:*} mib=${spec#*:}
+      resources="\"worker_$k\": 1"
+      ((count > 0)) && resources+=", \"gpu_memory_mib\": $((count * mib))"
       start_node "worker-$k" --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="$WORKER_CPUS" \
-        --num-gpus=0 --resources="{\"worker_$k\": 1}" --disable-usage-stats
+        --num-gpus="$count" --resources="{$resources}" --disable-usage-stats
     done
     echo "127.0.0.1:$PORT" >"$STATE/address"
     echo "http://127.0.0.1:$DASHBOARD_PORT" >"$STATE/dashboard"
@@ -88,7 +96,7 @@ case ${1:-} in
     rm -f "$STATE/address" "$STATE/dashboard"
     ;;
   *)
-    sed -n '2,19p' "$0" >&2
+    sed -n '2,22p' "$0" >&2
     exit 2
     ;;
 esac

@@ -3,6 +3,7 @@ Ray and the package pin), ports, GPU resources, token auth, dashboard binding an
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -40,6 +41,8 @@ def test_ray_up_configs_agree(name):
     assert cfg["head_node_type"] in nodes and "GPU" not in nodes[cfg["head_node_type"]]["resources"]
     workers = [n for k, n in nodes.items() if k != cfg["head_node_type"]]
     assert workers and all(n["resources"].get("GPU") == 1 for n in workers)
+    # Each GPU worker advertises its card's memory (MiB), so trials pack by it: about 22.5 GiB for these cards.
+    assert all(22 * 1024 < n["resources"].get("gpu_memory_mib", 0) < 24 * 1024 for n in workers)
     assert cfg["max_workers"] >= max(n["max_workers"] for n in workers)
     head = " ".join(cfg["head_start_ray_commands"])
     port = re.search(r"--port=(\d+)", head).group(1)
@@ -81,6 +84,9 @@ def test_kuberay_manifests_agree(name):
     assert ports["gcs-server"] == 6379 and ports["dashboard"] == 8265
     for group in spec["workerGroupSpecs"]:
         assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+        # KubeRay passes `resources` to `ray start` as a quoted JSON string: the card's memory, in MiB.
+        advertised = json.loads(json.loads(group["rayStartParams"]["resources"]))
+        assert 22 * 1024 < advertised["gpu_memory_mib"] < 24 * 1024
     if doc["kind"] == "RayJob":
         args = shlex.split(doc["spec"]["entrypoint"])
         assert args[:2] == ["vdes-tune", "run"] and args[2].endswith("pipelines/paper.yaml")

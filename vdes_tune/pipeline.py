@@ -188,7 +188,7 @@ def _run_stage(stage: Stage, data: str | Path, workspace: Any, address: str | No
 
         o = stage.options
         opts = SearchOptions(name=o["name"], max_concurrent=o.get("max_concurrent"),
-                             gpu_memory_gb=float(o.get("gpu_memory_gb", 24.0)),
+                             gpu_memory_gb=_gb(o.get("gpu_memory_gb")),
                              cpus_per_trial=float(o.get("cpus_per_trial", 1.0)),
                              max_failures=int(o.get("max_failures", 2)), address=address,
                              overrides=tuple(o["set"]))
@@ -210,7 +210,7 @@ def _run_stage(stage: Stage, data: str | Path, workspace: Any, address: str | No
         cfg = from_dict(EvaluateConfig, {**to_dict(stage.settings), "configs": list(configs)})
         opts = EvalOptions(run=str(o["run"]), actors=int(o.get("actors", 0)),
                            cpus_per_actor=float(o.get("cpus_per_actor", 1.0)),
-                           gpu_memory_gb=float(o.get("gpu_memory_gb", 24.0)), address=address, verify=verify)
+                           gpu_memory_gb=_gb(o.get("gpu_memory_gb")), address=address, verify=verify)
         summary = evaluate(cfg, workspace.spec, opts, log=log)
         if summary["failed"]:
             raise RuntimeError(f"evaluate: {len(summary['failed'])} job(s) failed: {summary['failed']}")
@@ -219,3 +219,8 @@ def _run_stage(stage: Stage, data: str | Path, workspace: Any, address: str | No
 
     out = report.build(workspace.spec, stage.options["run"])
     return {k: v for k, v in out.items() if k not in ("tables", "answer_detail")}
+
+
+def _gb(value: Any) -> float | None:
+    """A pipeline's `gpu_memory_gb`: absent means the card's own memory."""
+    return None if value is None else float(value)

@@ -61,7 +61,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, log_dir
         # `auto`, `host:port` or `ray://...`: resources belong to the cluster, not to this command.
         ray.init(address=address, **kwargs)
     else:
-        ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+        from vdes_tune.gpus import local_cards_mib, node_resources
+
+        # This machine's GPU memory, advertised as a cluster node would, so trials pack by the real card.
+        ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
+                 resources=node_resources(local_cards_mib()) or None, **kwargs)
     with ray_output(log_file, _verbose) as stream:
         if stream and route_workers:
             _worker_output_to(stream, terminal=_verbose)

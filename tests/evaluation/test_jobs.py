@@ -107,9 +107,9 @@ def test_repeat_k_shares_initialisation_and_data_order_across_architectures(sear
 
 def test_pool_takes_the_hungriest_architectures_fraction_on_a_gpu_cluster(search_work, monkeypatch, tmp_path):
     import json
+    import math
 
-    import ray
-
+    from vdes_tune import gpus
     from vdes_tune.evaluation.repeats import EvalOptions, _pool_size
     from vdes_tune.training.memory import estimate, load_calibration, place
     from vdes_tune.workspace import Workspace
@@ -120,18 +120,31 @@ def test_pool_takes_the_hungriest_architectures_fraction_on_a_gpu_cluster(search
     cal = load_calibration(cal_path)
     est = {a: estimate(p.config, 64, cal).total for a, p in plans.items()}
     assert est[5] > est[1]  # #5 also trains a U-Net
-    budget = est[5] / 1024 ** 3 / (0.9 * 0.3)  # #5 needs 3/8 of the GPU
-    want = place(est[5], budget).fraction
-    assert want == 0.375
-    monkeypatch.setattr(ray, "cluster_resources", lambda: {"GPU": 2.0, "CPU": 16.0})
-    opts = EvalOptions(gpu_memory_gb=budget, calibration=str(cal_path))
-    actors, per_actor = _pool_size(plans, Workspace.at(search_work), opts, jobs=100)
-    assert per_actor == {"CPU": 1.0, "GPU": want} and actors == 5  # floor(2 / 0.375)
+    card_mib = math.ceil(est[5] / 1024 ** 2 / (0.9 * 0.295))  # #5 needs 0.30 of the card
+    card = card_mib / 1024
+    want = place(est[5], card, card).fraction
+    assert want == 0.3
+    # One node with two such cards, advertising their memory, and 16 CPUs.
+    node = gpus.NodeGPUs("n", 2, card, 16, 2 * card_mib)
+    monkeypatch.setattr(gpus, "cluster_nodes", lambda: [node])
+    opts = EvalOptions(calibration=str(cal_path))
+    actors, per_actor, packing = _pool_size(plans, Workspace.at(search_work), opts, jobs=100)
+    mib = math.ceil(0.3 * card_mib)
+    assert per_actor == {"CPU": 1.0, "GPU": want, "gpu_memory_mib": mib} and packing.card_gb == card
+    assert actors == 6  # 3 per card (1 / 0.3), 2 cards; the node's memory holds 2 * card_mib // mib = 6 too
     assert _pool_size(plans, Workspace.at(search_work), opts, jobs=3)[0] == 3  # never more actors than jobs
-    monkeypatch.setattr(ray, "cluster_resources", lambda: {"GPU": 1.0, "CPU": 16.0})
+    # A second node of one card that does not advertise its memory: shares of the paper's card, no memory asked.
+    monkeypatch.setattr(gpus, "cluster_nodes", lambda: [node, gpus.NodeGPUs("m", 1, None, 16, 0)])
+    actors, per_actor, packing = _pool_size(plans, Workspace.at(search_work), opts, jobs=100)
+    assert packing.card_gb == 24.0 and per_actor == {"CPU": 1.0, "GPU": place(est[5], 24.0).fraction}
+    monkeypatch.setattr(gpus, "cluster_nodes", lambda: [gpus.NodeGPUs("n", 1, card, 16, card_mib)])
     tight = EvalOptions(gpu_memory_gb=est[1] / 1024 ** 3, calibration=str(cal_path))
     with pytest.raises(BadInputError, match="architecture #5"):
         _pool_size(plans, Workspace.at(search_work), tight, jobs=4)
+    # Without GPUs: actors by each node's CPUs (two per node: 3 CPUs at 1.5 each).
+    monkeypatch.setattr(gpus, "cluster_nodes", lambda: [gpus.NodeGPUs("c", 0, None, 3), gpus.NodeGPUs("d", 0, None, 3)])
+    cpu_only = EvalOptions(cpus_per_actor=1.5)
+    assert _pool_size(plans, Workspace.at(search_work), cpu_only, jobs=100)[:2] == (4, {"CPU": 1.5, "GPU": 0.0})
 
 
 def test_cli_bad_inputs_name_what_is_wrong(tmp_path):

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from vdes_tune.gpus import Packing
 from vdes_tune.search import trainable
 from vdes_tune.search.space import load_space
 from vdes_tune.training.memory import GIB, place, process_share
@@ -16,11 +17,11 @@ from .conftest import write_space
 
 
 def test_the_per_process_cap_is_the_planned_share_of_the_device_it_runs_on():
-    # Half of a 24 GiB budget GPU is 12 GiB: 0.15 of an 80 GiB card, 0.75 of a 16 GiB one, capped at all of it.
+    # Half of a 24 GiB packing card is 12 GiB: 0.15 of an 80 GiB device, 0.75 of a 16 GiB one, capped at all of it.
     assert process_share(0.5, 24.0, 80 * GIB) == pytest.approx(0.15)
     assert process_share(0.5, 24.0, 16 * GIB) == pytest.approx(0.75)
     assert process_share(1.0, 24.0, 16 * GIB) == 1.0
-    assert process_share(0.125, 24.0, 24 * GIB) == pytest.approx(0.125)  # the budget's own card: the fraction
+    assert process_share(0.125, 24.0, 24 * GIB) == pytest.approx(0.125)  # the packing card itself: the fraction
     with pytest.raises(ValueError):
         process_share(0.5, 24.0, 0)
 
@@ -108,7 +109,7 @@ def test_a_trial_out_of_gpu_memory_reports_the_penalty_and_returns(monkeypatch, 
     space = load_space(write_space(tmp_path / "oom.yaml", parameters={"train.lr": {"choice": [1e-3]}}))
     monkeypatch.setattr(trainable, "plan_point", lambda ctx, point: (
         space.train_config(point), SimpleNamespace(total_gb=3.0), place(3 * GIB, 24.0)))
-    ctx = trainable.TrialContext(space, str(tmp_path), 64, 24.0, True, 1.0, None)
+    ctx = trainable.TrialContext(space, str(tmp_path), 64, Packing(24.0, 24.0), True, 1.0, None)
     trainable.run_trial({"train.lr": 1e-3}, ctx)  # returns: the trial fails alone, Tune goes on
 
     assert [r["feasible"] for r in reports] == [1, 0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -97,10 +98,10 @@ from pathlib import Path
 import ray
 from vdes_tune.search.runner import SearchOptions, run_search
 from vdes_tune.search.space import load_space
-ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1",
-         logging_level="warning")
-run_search(load_space(sys.argv[1]), Path(sys.argv[2]),
-           SearchOptions(gpu_memory_gb=float(sys.argv[3]), calibration=sys.argv[4]))
+# One logical GPU whose memory the node advertises, as a local vdes-tune run does for a real card.
+ray.init(address="local", num_cpus=4, num_gpus=1, resources={"gpu_memory_mib": float(sys.argv[3])},
+         include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="warning")
+run_search(load_space(sys.argv[1]), Path(sys.argv[2]), SearchOptions(calibration=sys.argv[4]))
 """
 
 
@@ -110,13 +111,14 @@ def test_trials_request_their_estimated_fraction_and_never_overfill_the_gpu(sear
     cal_path = zero_overhead_calibration(tmp_path / "cal.json")
     cal = load_calibration(cal_path)
     est = {bs: estimate(TrainConfig(arch=1, classifier="resnet18", batch_size=bs), 64, cal).total for bs in (4, 8)}
-    budget = est[4] / 1024 ** 3 / (0.9 * 0.45)  # batch 4 needs 4/8 of the GPU; batch 8 a little more
-    expected = {bs: place(e, budget).fraction for bs, e in est.items()}
-    assert expected[4] == 0.5 and 0.5 <= expected[8] < 1
+    card_mib = math.ceil(est[4] / 1024 ** 2 / (0.9 * 0.495))  # batch 4 needs half of the card; batch 8 more
+    card = card_mib / 1024
+    expected = {bs: place(e, card, card).fraction for bs, e in est.items()}
+    assert expected[4] == 0.5 and 0.5 < expected[8] < 1
     space = write_space(tmp_path / "packing.yaml", parameters={
         "train.lr": {"choice": [1.0e-3, 1.0e-4]}, "train.batch_size": {"choice": [4, 8]}},
         fixed={"train.classifier": "resnet18", "train.epochs": 2})
-    run = subprocess.run([sys.executable, "-c", PACKING_SCRIPT, str(space), str(search_work), str(budget),
+    run = subprocess.run([sys.executable, "-c", PACKING_SCRIPT, str(space), str(search_work), str(card_mib),
                           str(cal_path)], env=ENV, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
 
@@ -125,7 +127,9 @@ def test_trials_request_their_estimated_fraction_and_never_overfill_the_gpu(sear
     spans = []
     for t in trials:
         asked = t.placement_group_factory.required_resources
-        assert asked.get("GPU") == expected[t.config["train.batch_size"]]  # exactly the estimate's fraction
+        fraction = expected[t.config["train.batch_size"]]
+        assert asked.get("GPU") == fraction  # exactly the estimate's fraction of the card the node advertises
+        assert asked.get("gpu_memory_mib") == math.ceil(fraction * card * 1024)  # and its memory
         results = _results(Path(t.path))
         spans.append((results[0]["trial_start"], results[-1]["report_time"], asked["GPU"]))
     # At every moment the trials holding the GPU fit in it.

@@ -116,8 +116,8 @@ def test_plan_names_the_configurations_that_do_not_fit():
 
     from vdes_tune.training.memory import GIB, estimate
 
-    out = subprocess.run([sys.executable, "-m", "vdes_tune", "plan", "paper_unet_width_depth", "--gpu-memory-gb", "8",
-                          "--json"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "vdes_tune", "plan", "paper_unet_width_depth", "--gpu", "8",
+                          "--gpu-memory-gb", "8", "--json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     plan = json.loads(out.stdout)
     assert plan["configurations"] == 36
@@ -128,6 +128,7 @@ def test_plan_names_the_configurations_that_do_not_fit():
         gb = estimate(space.train_config(point)).total / GIB
         assert rows[key]["feasible"] == (gb <= 0.9 * 8)
         if rows[key]["feasible"]:
-            assert rows[key]["gpu_fraction"] * 0.9 * 8 >= gb > (rows[key]["gpu_fraction"] - 1 / 8) * 0.9 * 8
+            assert rows[key]["gpu_fraction"] * 0.9 * 8 >= gb > (rows[key]["gpu_fraction"] - 1 / 100) * 0.9 * 8
+            assert rows[key]["per_gpu"] == int(1 / rows[key]["gpu_fraction"] + 1e-9)
     assert not rows[(64, 7)]["feasible"] and rows[(4, 2)]["feasible"]
     assert plan["feasible"] == sum(r["feasible"] for r in plan["rows"]) < 36

@@ -54,12 +54,19 @@ def test_estimate_components_follow_the_parameter_count():
     assert double.activations == pytest.approx(2 * est.activations, rel=0.01) and double.weights == est.weights
 
 
-def test_placement_quantises_to_eighths_of_the_budget():
-    assert place(int(0.5 * GIB), 8).fraction == 1 / 8          # 0.5 <= 0.9 * 8 / 8 = 0.9
-    assert place(int(1.0 * GIB), 8).fraction == 2 / 8          # 1.0 > 0.9, <= 1.8
+def test_placement_quantises_to_hundredths_of_the_card():
+    assert place(int(0.5 * GIB), 8).fraction == 0.07           # 0.5 / (0.9 * 8) = 0.0694 -> 7/100
+    assert place(int(3.6 * GIB), 8).fraction == 0.5            # exactly half of 90% of 8: not rounded up to 0.51
     assert place(int(7.2 * GIB), 8).fraction == 1.0
     over = place(int(7.3 * GIB), 8)
-    assert not over.feasible and over.fraction == 0 and "8 GiB" in over.reason
+    assert not over.feasible and over.fraction == 0 and "8 GiB budget" in over.reason
+    # On a larger card the fraction is of that card; the budget stays the most a configuration may use.
+    on_80 = place(10 * GIB, 80.0, 80.0)
+    assert on_80.fraction == 0.14 and on_80.reserved_gb == pytest.approx(11.2)  # 10 / 72 = 0.139 -> 14/100
+    capped = place(int(21.7 * GIB), 24.0, 80.0)
+    assert not capped.feasible and "24 GiB budget" in capped.reason  # fits the card, not the paper's card
+    assert place(int(21.5 * GIB), 24.0, 80.0).fraction == 0.3     # 21.5 / 72 = 0.2986 -> 30/100
+    assert "16 GiB card" in place(15 * GIB, 24.0, 16.0).reason     # a card smaller than the budget limits too
     with pytest.raises(BadInputError):
         place(1, 0)
 

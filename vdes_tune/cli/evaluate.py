@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from vdes_tune.cli import app
+from vdes_tune.cli.options import gpu_memory_option
 from vdes_tune.cli.status import verify_option
 from vdes_tune.errors import BadInputError
 
@@ -77,7 +78,7 @@ def evaluate(
                                            "generators.unet.epochs=5."),
     actors: int = typer.Option(0, "--actors", min=0, help="Actors in the pool (0: as many as fit)."),
     cpus_per_actor: float = typer.Option(1.0, "--cpus-per-actor", min=0.1, help="CPUs each actor reserves."),
-    gpu_memory_gb: float = typer.Option(24.0, "--gpu-memory-gb", help="Memory of one GPU to plan for (GiB)."),
+    gpu_memory_gb: Optional[float] = gpu_memory_option(),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Memory calibration JSON."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto, host:port or ray://..."),
     force: bool = typer.Option(False, "--force", help="Discard finished jobs of a differently configured run."),

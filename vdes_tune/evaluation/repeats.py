@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import sys
@@ -25,6 +24,7 @@ import pandas as pd
 from vdes_tune import __version__
 from vdes_tune.config import EvaluateConfig, GeneratorConfig, config_hash, to_dict
 from vdes_tune.errors import BadInputError
+from vdes_tune.gpus import Packing
 from vdes_tune.evaluation.jobs import ArchPlan, Job, JobRunner, check_archs, make_jobs, resolve_configs, result_row
 from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, check_outputs, dataset_fingerprint, eval_folders,
                                  output_index, read_manifest, read_parquet_checked, sweep_debris_in, temp_path,
@@ -41,7 +41,7 @@ class EvalOptions:
     run: str = "main"
     actors: int = 0  # 0: as many as the cluster holds
     cpus_per_actor: float = 1.0
-    gpu_memory_gb: float = 24.0
+    gpu_memory_gb: float | None = None  # the most a configuration may use; None: the card's memory
     calibration: str = ""
     address: str | None = None
     force: bool = False
@@ -119,12 +119,13 @@ def evaluate(cfg: EvaluateConfig, work: str | Path, opts: EvalOptions = EvalOpti
         pool: dict[str, Any] = {}
         start = time.perf_counter()
         if todo:
-            actors, per_actor = _pool_size(plans, workspace, opts, len(todo))
-            pool = {"actors": actors, "per_actor": per_actor, "gpu_memory_gb": opts.gpu_memory_gb}
+            actors, per_actor, packing = _pool_size(plans, workspace, opts, len(todo))
+            pool = {"actors": actors, "per_actor": per_actor, "gpu_memory_gb": opts.gpu_memory_gb,
+                    "packing": packing.to_dict() if per_actor.get("GPU") else None}
             log(f"[evaluate] {len(todo)} of {len(jobs)} jobs to run on {actors} actor(s) "
                 f"({_describe(per_actor)} each); results in {out}")
             progress = Progress(len(jobs), len(jobs) - len(todo), enabled=opts.progress)
-            failures = run_pool(todo, workspace, out, cfg, per_actor, actors, opts.gpu_memory_gb, opts.max_job_attempts,
+            failures = run_pool(todo, workspace, out, cfg, per_actor, actors, packing.card_gb, opts.max_job_attempts,
                                 on_result=lambda r: progress.update(f"{r['job_id']} test F1 {r['test']['f1']:.3f}"))
         else:
             log(f"[evaluate] all {len(jobs)} jobs already finished in {out}")
@@ -279,36 +280,36 @@ def _train_generator(cfg: dict[str, Any], work: str, name: str, cpus: float) -> 
     return generators.train(from_dict(GeneratorConfig, cfg), Workspace.at(work), name)["output"]
 
 
-def _pool_size(plans: dict[int, ArchPlan], workspace: Workspace, opts: EvalOptions, jobs: int) -> tuple[int, dict]:
-    """Actors and the resources of each: the largest estimated GPU fraction of the evaluated
-    architectures (so any actor can run any job), or CPUs only on a cluster without GPUs."""
-    import ray
-
+def _pool_size(plans: dict[int, ArchPlan], workspace: Workspace, opts: EvalOptions, jobs: int
+               ) -> tuple[int, dict, Packing]:
+    """Actors, the resources of each and the packing: the largest estimated GPU fraction of the evaluated
+    architectures (so any actor can run any job) of the card the cluster packs on, or CPUs only on a
+    cluster without GPUs."""
+    from vdes_tune.gpus import cluster_nodes, packing_for, request, slots
     from vdes_tune.search.runner import input_size
     from vdes_tune.training.memory import estimate, load_calibration, place
 
-    resources = ray.cluster_resources()
-    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
+    nodes = cluster_nodes()
+    packing = packing_for(nodes, opts.gpu_memory_gb)
     per_actor: dict[str, float] = {"CPU": opts.cpus_per_actor, "GPU": 0.0}
-    if gpus:
+    if any(n.gpus for n in nodes):
         cal = load_calibration(Path(opts.calibration) if opts.calibration else None)
         size = input_size(workspace)
-        placements = {a: place(estimate(p.config, size, cal).total, opts.gpu_memory_gb) for a, p in plans.items()}
+        placements = {a: place(estimate(p.config, size, cal).total, packing.budget_gb, packing.card_gb)
+                      for a, p in plans.items()}
         bad = {a: p.reason for a, p in placements.items() if not p.feasible}
         if bad:
             raise BadInputError("; ".join(f"architecture #{a}: {why}" for a, why in bad.items()) +
                                 " (lower train.batch_size or raise --gpu-memory-gb)")
-        per_actor["GPU"] = max(p.fraction for p in placements.values())
-        fits = min(math.floor(gpus / per_actor["GPU"] + 1e-9), math.floor(cpus / opts.cpus_per_actor + 1e-9))
-    else:
-        fits = math.floor(cpus / opts.cpus_per_actor + 1e-9)
-    return max(1, min(opts.actors or fits, jobs)), per_actor
+        per_actor.update(request(max(p.fraction for p in placements.values()), packing))
+    fits = slots(nodes, {k: v for k, v in per_actor.items() if k != "CPU"}, opts.cpus_per_actor)
+    return max(1, min(opts.actors or fits, jobs)), per_actor, packing
 
 
 class EvalActor:
     """A Ray actor running jobs one after another in one process."""
 
-    def __init__(self, work: str, run: str, threads: int, gpu_fraction: float, budget_gb: float,
+    def __init__(self, work: str, run: str, threads: int, gpu_fraction: float, card_gb: float,
                  save_weights: str) -> None:
         import torch
 
@@ -318,7 +319,7 @@ class EvalActor:
             from vdes_tune.training.memory import process_share
 
             total = torch.cuda.get_device_properties(0).total_memory
-            torch.cuda.set_per_process_memory_fraction(process_share(gpu_fraction, budget_gb, total), 0)
+            torch.cuda.set_per_process_memory_fraction(process_share(gpu_fraction, card_gb, total), 0)
         import ray
 
         # Which Ray node ran each job goes into its record (hostnames repeat on one-machine clusters).
@@ -334,7 +335,7 @@ class EvalActor:
 
 
 def run_pool(jobs: list[Job], workspace: Workspace, out: Path, cfg: EvaluateConfig, per_actor: dict[str, float],
-             actors: int, budget_gb: float, max_attempts: int, on_result: Callable[[dict[str, Any]], None]) -> dict[str, str]:
+             actors: int, card_gb: float, max_attempts: int, on_result: Callable[[dict[str, Any]], None]) -> dict[str, str]:
     """Feed jobs to ready actors until all are done; returns {job_id: reason} of jobs that failed for good.
 
     Actor death is handled here rather than by Ray's restarts: a restarted actor can wait forever for
@@ -345,8 +346,10 @@ def run_pool(jobs: list[Job], workspace: Workspace, out: Path, cfg: EvaluateConf
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
-    remote = ray.remote(EvalActor).options(num_cpus=per_actor["CPU"], num_gpus=per_actor["GPU"], max_restarts=0)
-    args = (workspace.spec, out.name, max(1, int(per_actor["CPU"])), per_actor["GPU"], budget_gb,
+    custom = {k: v for k, v in per_actor.items() if k not in ("CPU", "GPU")}  # the GPU memory it reserves
+    remote = ray.remote(EvalActor).options(num_cpus=per_actor["CPU"], num_gpus=per_actor["GPU"],
+                                           resources=custom or None, max_restarts=0)
+    args = (workspace.spec, out.name, max(1, int(per_actor["CPU"])), per_actor["GPU"], card_gb,
             cfg.save_weights)
     starting: dict[Any, Any] = {}  # ready() ref -> actor still being placed or initialised
 

@@ -27,6 +27,7 @@ import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from vdes_tune.gpus import PAPER_GPU_GB, Packing
 from vdes_tune.search.curves import CurveTable
 from vdes_tune.search.space import SearchSpace, parse_space
 
@@ -167,7 +168,7 @@ def replay_batch(table: CurveTable, strategy: ReplayStrategy, replays: list[int]
     first = spaces[0]
     # Trials run in a folder of their own: they read the table by its absolute path.
     source = ReplaySource(str(Path(table.path).resolve()), tuple(maps), first.strategy.rung_epochs(first.epochs))
-    ctx = TrialContext(first, "", 0, 0.0, False, 1.0, None, source)
+    ctx = TrialContext(first, "", 0, Packing(PAPER_GPU_GB, PAPER_GPU_GB), False, 1.0, None, source)
     folder = Path(storage or tempfile.mkdtemp(prefix="vdes-replay-"))
     name = f"{strategy.name}-{replays[0]}" + (f"-{replays[-1]}" if len(replays) > 1 else "")
     path = f"{folder}/{name}"

@@ -32,7 +32,7 @@ class SearchOptions:
     name: str = ""
     storage: str = ""
     max_concurrent: int | None = None
-    gpu_memory_gb: float = 24.0
+    gpu_memory_gb: float | None = None  # the most a configuration may use; None: the card's memory
     cpus_per_trial: float = 1.0
     address: str | None = None
     mlflow_uri: str = ""
@@ -183,9 +183,14 @@ def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dic
     with ray_session(opts.address, log_dir=workspace.root / "logs", name="search"):
         import ray
 
+        from vdes_tune.gpus import cluster_nodes, packing_for
+
         use_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        ctx = TrialContext(space, workspace.spec, input_size(workspace), opts.gpu_memory_gb, use_gpu,
-                           opts.cpus_per_trial, calibration)
+        packing = packing_for(cluster_nodes(), opts.gpu_memory_gb)
+        if use_gpu:
+            print(f"[search] {packing.note}", flush=True)
+        ctx = TrialContext(space, workspace.spec, input_size(workspace), packing, use_gpu, opts.cpus_per_trial,
+                           calibration)
         resumed = _check_sidecar(path, sidecar) and tune.Tuner.can_restore(path)
         if resumed:
             print(f"[search] resuming {path}", flush=True)
@@ -198,6 +203,7 @@ def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dic
     board = leaderboard(load_experiment(path))
     summary = summarise(board, space, name, path)
     summary["resumed"] = resumed
+    summary["packing"] = packing.to_dict() if use_gpu else None
     return summary
 
 

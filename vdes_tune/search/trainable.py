@@ -28,6 +28,7 @@ from vdes_tune.config import TrainConfig
 from vdes_tune.search.space import SearchSpace
 
 if TYPE_CHECKING:
+    from vdes_tune.gpus import Packing
     from vdes_tune.training.memory import Calibration, MemoryEstimate, Placement
 
 REPORTED = ("f1", "accuracy", "roc_auc", "macro_f1", "loss")
@@ -54,7 +55,7 @@ class TrialContext:
     space: SearchSpace
     work: str
     input_size: int
-    budget_gb: float
+    packing: Packing  # the card fractions are shares of, and the most a configuration may use
     use_gpu: bool
     cpus_per_trial: float
     calibration: Calibration | None  # None for a replay, which plans no memory
@@ -72,19 +73,22 @@ def plan_point(ctx: TrialContext, point: dict[str, Any]) -> tuple[TrainConfig, M
 
     cfg = ctx.space.train_config(point)
     est = estimate(cfg, ctx.input_size, ctx.calibration)
-    return cfg, est, place(est.total, ctx.budget_gb)
+    return cfg, est, place(est.total, ctx.packing.budget_gb, ctx.packing.card_gb)
 
 
 def resources_for(ctx: TrialContext) -> Callable[[dict[str, Any]], Any]:
-    """Per-config resources for `tune.with_resources`: the estimated GPU fraction, or CPUs only."""
+    """Per-config resources for `tune.with_resources`: the estimated fraction of the packing card (and its
+    memory where nodes advertise theirs), or CPUs only."""
     from ray import tune
+
+    from vdes_tune.gpus import request
 
     def resources(config: dict[str, Any]) -> Any:
         bundle: dict[str, float] = {"CPU": ctx.cpus_per_trial}
         if ctx.use_gpu:
             placement = plan_point(ctx, _point(config))[2]
             if placement.feasible:  # an infeasible trial only reports its penalty: no GPU for it
-                bundle["GPU"] = placement.fraction
+                bundle.update(request(placement.fraction, ctx.packing))
         return tune.PlacementGroupFactory([bundle])
     return resources
 
@@ -238,13 +242,15 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     if live:
         cfg, est, placement = plan_point(ctx, point)
         info.update(memory_estimate_gb=round(est.total_gb, 3), gpu_fraction=placement.fraction if ctx.use_gpu else 0.0)
+        if ctx.use_gpu:
+            info["gpu_card_gb"] = ctx.packing.card_gb
         if not placement.feasible:
             tune.report({space.metric: ctx.penalty, "feasible": 0, "epoch": 0, "seed_epochs": 0, "seeds_done": 0,
                          **info})
             return
         fitters, device = _live_fitters(ctx, cfg, placement, seeds)
         if device is not None and device.type == "cuda":
-            info["gpu_cap_gb"] = _gpu_cap_gb(device, placement.fraction, ctx.budget_gb)
+            info["gpu_cap_gb"] = _gpu_cap_gb(device, placement.fraction, ctx.packing.card_gb)
     else:  # a replay trains nothing, so it has no memory to plan
         cfg = space.train_config(point)
         seed_map = ctx.replay.seed_maps[int(config.get("_replay", 0))]
@@ -283,14 +289,14 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                      **info})
 
 
-def _gpu_cap_gb(device: Any, fraction: float, budget_gb: float) -> float:
+def _gpu_cap_gb(device: Any, fraction: float, card_gb: float) -> float:
     """The per-process cap a trial runs under (GiB of the allocator, as torch enforces it)."""
     import torch
 
     from vdes_tune.training.memory import GIB, process_share
 
     total = torch.cuda.get_device_properties(device).total_memory
-    return round(process_share(fraction, budget_gb, total) * total / GIB, 3)
+    return round(process_share(fraction, card_gb, total) * total / GIB, 3)
 
 
 def _gpu_peak(device: Any) -> dict[str, float]:
@@ -322,7 +328,7 @@ def _live_fitters(ctx: TrialContext, cfg: TrainConfig, placement: Placement, see
         from vdes_tune.training.memory import process_share
 
         total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(process_share(placement.fraction, ctx.budget_gb, total), device)
+        torch.cuda.set_per_process_memory_fraction(process_share(placement.fraction, ctx.packing.card_gb, total), device)
     workspace = Workspace.at(ctx.work)
     frames = load_frames(cfg, workspace, SEARCH_SPLITS)
     # Seeds run in lockstep so every report averages the same epoch; on a GPU the idle ones wait on the CPU,

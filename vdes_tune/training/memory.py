@@ -29,7 +29,7 @@ from vdes_tune.models.architectures import get_architecture
 GIB = 1024 ** 3
 CALIBRATION_ENV = "VDES_MEMORY_CALIBRATION"
 DEFAULT_CALIBRATION_FILE = Path(__file__).with_name("memory_calibration.json")
-QUANTUM = 8  # GPU fractions are multiples of 1/8 of a GPU
+QUANTUM = 100  # GPU fractions are whole hundredths of a card (under 1 GiB on a 80 GiB card; Ray keeps 1e-4)
 
 
 @dataclass(frozen=True)
@@ -198,34 +198,44 @@ def _first(out: Any) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a configuration goes on a GPU of `budget_gb`: its quantised fraction, or infeasible."""
+    """Where a configuration goes: its quantised fraction of a card of `card_gb`, or infeasible (over 90% of
+    the budget, the most a configuration may use)."""
 
     estimate_gb: float
     budget_gb: float
-    fraction: float  # of one GPU of the budget's size; 0 when infeasible
+    fraction: float  # of one card of card_gb; 0 when infeasible
     feasible: bool
     reason: str = ""
+    card_gb: float = 0.0
+
+    @property
+    def reserved_gb(self) -> float:
+        """What the fraction holds of its card (GiB)."""
+        return self.fraction * self.card_gb
 
 
-def place(estimate_bytes: int, budget_gb: float, quantum: int = QUANTUM) -> Placement:
-    """The smallest multiple of 1/quantum of the budget that holds the estimate (10% headroom kept)."""
-    if budget_gb <= 0:
-        raise BadInputError(f"--gpu-memory-gb must be > 0, got {budget_gb}")
+def place(estimate_bytes: int, budget_gb: float, card_gb: float | None = None, quantum: int = QUANTUM) -> Placement:
+    """The smallest multiple of 1/quantum of the card (default: a card of the budget's size) that holds the
+    estimate with 10% headroom; infeasible over 90% of the budget or of the card."""
+    card_gb = budget_gb if card_gb is None else card_gb
+    if budget_gb <= 0 or card_gb <= 0:
+        raise BadInputError(f"GPU memory must be > 0 GiB, got budget {budget_gb}, card {card_gb}")
     gb = estimate_bytes / GIB
-    usable = 0.9 * budget_gb  # allocator fragmentation and the per-process cap's own slack
-    if gb > usable:
-        return Placement(gb, budget_gb, 0.0, False,
-                         f"needs {gb:.1f} GiB, more than 90% of the {budget_gb:g} GiB budget")
-    fraction = max(1, math.ceil(gb / usable * quantum)) / quantum
-    return Placement(gb, budget_gb, fraction, True)
+    limit = min(budget_gb, card_gb)
+    if gb > 0.9 * limit:  # allocator fragmentation and the per-process cap's own slack
+        return Placement(gb, budget_gb, 0.0, False, f"needs {gb:.1f} GiB, more than 90% of the {limit:g} GiB "
+                         + ("budget" if budget_gb <= card_gb else "card"), card_gb)
+    # Rounded first: 0.45 * 100 is 45.00000000000001 in floating point, which must not become 46.
+    fraction = max(1, math.ceil(round(gb / (0.9 * card_gb) * quantum, 9))) / quantum
+    return Placement(gb, budget_gb, fraction, True, "", card_gb)
 
 
-def process_share(fraction: float, budget_gb: float, device_bytes: int) -> float:
-    """The share of the device's memory a process may allocate (torch's per-process cap): its fraction of a
-    budget-sized GPU, as a share of the device it really runs on, at most all of it."""
+def process_share(fraction: float, card_gb: float, device_bytes: int) -> float:
+    """The share of the device's memory a process may allocate (torch's per-process cap): its fraction of
+    the packing card, as a share of the device it really runs on, at most all of it."""
     if device_bytes <= 0:
         raise ValueError(f"device memory must be positive, got {device_bytes}")
-    return min(1.0, fraction * budget_gb * GIB / device_bytes)
+    return min(1.0, fraction * card_gb * GIB / device_bytes)
 
 
 def fit_calibration(rows: Iterable[dict[str, Any]], gpu: str = "", max_under: float = 0.05) -> Calibration:
