@@ -7,8 +7,11 @@ In order, each step's result written as soon as it is known (a run cut short kee
 2. a packed search on the one GPU: 4 trials whose estimated fractions sum to at most 1, through the real
    search; how many ran at the same time, each trial's peak against its per-process cap, out-of-memory count;
 3. mixed-precision training throughput (images/s) of each classifier and of U-Net/EE 32/6 at 224 px;
-4. the projected GPU-hours of pipelines/paper.yaml on one 24 GB GPU, one trial per GPU and packed (from the
-   throughput of step 3, the crop counts of a CDD-CESM-sized split and the packing speed-up of step 2).
+4. one paper-scale evaluation job timed: #4 (U-Net/PT virtual DES, its generator pre-trained one epoch and
+   synthesised, both timed per crop) for the paper's 30 epochs on a CDD-CESM-sized split (953/204/205
+   crops) of a full-size phantom ingested at 224 px, through the code an evaluation actor runs;
+5. the projected GPU-hours of pipelines/paper.yaml on one GPU, one trial per GPU and packed: the throughput
+   of step 3 scaled by how the timed job compares with it, and the packing speed-up of step 2.
 
 `--dry-run` runs the same code on the CPU at tiny sizes (a logical GPU for the packing, estimates standing
 in for measured peaks): a CI test runs it, so the check works the day a GPU comes.
@@ -39,10 +42,13 @@ THROUGHPUT = [("resnet18", 1, {}), ("resnet34", 1, {}), ("regnety_016", 1, {}),
 EVAL_COST = 1 / 3  # an evaluated image costs about a third of a trained one (forward only)
 
 
-def sizes(dry: bool) -> dict[str, int]:
-    """Image side, batch and timed steps: the paper's on a GPU, tiny on the CPU."""
-    return {"input": 32, "batch": 4, "steps": 2, "crop": 64} if dry else \
-        {"input": 224, "batch": 32, "steps": 20, "crop": 224}
+def sizes(dry: bool) -> dict[str, Any]:
+    """Image side, batch and timed steps, and the evaluation job's split and epochs: the paper's on a GPU,
+    tiny on the CPU."""
+    return {"input": 32, "batch": 4, "steps": 2, "crop": 64, "job_crops": {"train": 24, "val": 8, "test": 8},
+            "job_epochs": 2, "patients": 0} if dry else \
+        {"input": 224, "batch": 32, "steps": 20, "crop": 224, "job_crops": PAPER_CROPS, "job_epochs": None,
+         "patients": 24}
 
 
 def calibration(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +152,8 @@ def packed_search(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, An
     span = max(t["end"] for t in trials) - min(t["start"] for t in trials)
     one = alone[0]["end"] - alone[0]["start"]
     over = [t["trial"] for t in trials if t["peak_gb"] is not None and t["cap_gb"] and t["peak_gb"] > t["cap_gb"]]
-    return {"packing": packing.to_dict(), "trials": trials, "fraction_sum": fraction_sum, "most_at_once": most, "widest_share": widest,
+    return {"packing": packing.to_dict(), "trials": trials, "fraction_sum": fraction_sum, "most_at_once": most,
+            "widest_share": widest,
             "oom": sum(t["oom"] for t in trials), "over_cap": over, "alone_s": one, "packed_s": span,
             "speedup": len(trials) * one / span if span > 0 else 1.0,
             "finished": summary["finished"], "errored": summary["errored"]}
@@ -212,6 +219,84 @@ def throughput(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "rows": rows}
 
 
+def _full_size_phantom(args: argparse.Namespace) -> Path:
+    """A full-size phantom (about 2355x1315 px images), ingested as the paper does (224 px crops)."""
+    from vdes_tune.config import IngestConfig, SynthConfig
+    from vdes_tune.data.synthetic import write_dataset
+    from vdes_tune.stages import ingest
+    from vdes_tune.workspace import Workspace
+
+    work = args.out / "paper-work"
+    if not (work / "dataset" / "manifest.json").is_file():
+        raw = args.out / "paper-raw"
+        if not (raw / "synthetic_truth.csv").is_file():
+            write_dataset(SynthConfig(patients=sizes(False)["patients"], size="full", seed=11), raw)
+        ingest.run(IngestConfig(crop_size=224), Workspace.at(work), raw)
+    return work
+
+
+def to_size(frame: Any, rows: int) -> Any:
+    """`frame`'s crops repeated (each copy its own crop_id) to `rows`: a job's cost depends on how many crops
+    it trains and evaluates, not on which."""
+    import pandas as pd
+
+    reps = -(-rows // len(frame))
+    parts = [frame.assign(crop_id=frame["crop_id"].astype(str) + f"~{k}") for k in range(reps)]
+    return pd.concat(parts, ignore_index=True).iloc[:rows].reset_index(drop=True)
+
+
+def paper_job(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
+    """Step 4: one evaluation job of #4 (LE + LED + U-Net/PT virtual DES) at the paper's scale, timed: the
+    U-Net/PT pre-trained one epoch and its virtual DES synthesised (both timed, per crop), then the job's
+    classifier on a CDD-CESM-sized split (953/204/205 crops of the full-size phantom, repeated to those
+    counts) for the paper's epochs, through the code an evaluation actor runs (prepare_classification and
+    its Fitter). A job's cost does not depend on how well its generator was trained."""
+    import torch
+
+    from vdes_tune.config import GeneratorConfig, TrainConfig
+    from vdes_tune.stages import generators
+    from vdes_tune.training.classify import load_frames, pick_device, prepare_classification
+    from vdes_tune.workspace import Workspace
+
+    s = sizes(args.dry_run)
+    work = args.paper_work or (_workspace(args) if args.dry_run else _full_size_phantom(args))
+    workspace = Workspace.at(work)
+    device = "cuda" if torch.cuda.is_available() and not args.dry_run else "cpu"
+    name = "gpu-check-unet"
+    began = time.perf_counter()
+    trained = generators.train(GeneratorConfig.for_model("unet", epochs=1, device=device), workspace, name, force=True)
+    generator_s = time.perf_counter() - began
+    began = time.perf_counter()
+    made = generators.synthesize(name, workspace, force=True, device=device)
+    synth_s = time.perf_counter() - began
+    cfg = TrainConfig(arch=4, classifier="resnet18", vdes=name, device=device,
+                      **({"epochs": s["job_epochs"]} if s["job_epochs"] else {}))
+    found = load_frames(cfg, workspace)
+    frames = {split: to_size(found[split], n) for split, n in s["job_crops"].items()}
+    dev = pick_device(cfg.device)
+    began = time.perf_counter()
+    deadline = began + max(30.0, args.limit_s - (began - START))  # a job cut short still gives its per-epoch time
+    run = prepare_classification(cfg, workspace, frames, dev)
+    fitter = run.fitter()
+    epoch_s = []
+    while not fitter.done and time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        fitter.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        epoch_s.append(time.perf_counter() - t0)
+    job_s = time.perf_counter() - began
+    per_epoch = sum(epoch_s[1:]) / len(epoch_s[1:]) if len(epoch_s) > 1 else epoch_s[0]  # the first warms up
+    trained_crops = len(found["train"])
+    return {"workspace": str(work), "phantom_crops": {k: len(v) for k, v in found.items()},
+            "job_crops": {k: len(v) for k, v in frames.items()}, "epochs": cfg.epochs, "epochs_run": len(epoch_s),
+            "batch": cfg.batch_size, "job_s": job_s, "epoch_s": per_epoch, "first_epoch_s": epoch_s[0],
+            "projected_job_s": epoch_s[0] + per_epoch * (cfg.epochs - 1),
+            "generator_epoch_s_per_crop": generator_s / max(1, trained_crops),
+            "synthesis_s_per_crop": synth_s / max(1, sum(made.rows.values())), "generator_trained": trained.get("output", ""),
+            "device": str(dev)}
+
+
 def projection(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
     """Step 4: GPU-hours of pipelines/paper.yaml: trained and evaluated images over the measured rates."""
     from vdes_tune.search.space import load_space
@@ -236,15 +321,26 @@ def projection(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
     parts.append({"stage": "evaluate 6 architectures x 30 repeats", "hours": evaluation / 3600})
     total = sum(p["hours"] for p in parts)
     speedup = out.get("packed_search", {}).get("speedup") or 1.0
-    return {"one_trial_per_gpu_hours": total, "packed_hours": total / speedup, "packing_speedup": speedup,
-            "parts": parts, "crops": PAPER_CROPS,
-            "basis": "measured images/s of step 3 x images trained and evaluated; generator pre-training and "
-                     "synthesis (minutes) left out"}
+    # The timed job against what the throughput predicts for the same job: loading, augmentation,
+    # validation and the small batch cost what random tensors at batch 32 do not show.
+    job = out.get("paper_job", {})
+    factor, basis = 1.0, "throughput only: images/s of step 3 x images trained and evaluated"
+    if job.get("epoch_s"):
+        crops = job["job_crops"]
+        predicted = (crops["train"] + EVAL_COST * (crops["val"] + crops["test"])) / rates[("resnet18", 1)]
+        factor = job["epoch_s"] / predicted
+        basis = (f"images/s of step 3 x images, times {factor:.2f} = the timed #4 job's seconds per epoch "
+                 f"over what the throughput predicts for it")
+    return {"one_trial_per_gpu_hours": total * factor, "packed_hours": total * factor / speedup,
+            "throughput_only_hours": total, "job_factor": factor, "packing_speedup": speedup,
+            "parts": [{**p, "hours": p["hours"] * factor} for p in parts], "crops": PAPER_CROPS,
+            "basis": basis + "; generator pre-training and synthesis left out (see the job step's per-crop times)"}
 
 
 STEPS: list[tuple[str, Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any]]]] = [
     ("calibration", calibration), ("packed_search", packed_search), ("throughput", throughput),
-    ("projection", projection)]
+    ("paper_job", paper_job), ("projection", projection)]
+START = time.perf_counter()  # reset by main(); the job step stops its epochs at the time limit
 
 
 def _gb(value: float | None) -> str:
@@ -264,7 +360,8 @@ def markdown(out: dict[str, Any]) -> str:
                   f"{r['fitted_estimate_ratio']:.2f} |" for r in cal["rows"]]
     packed = out.get("packed_search", {})
     if packed.get("trials"):
-        lines += ["", f"Packed search: {len(packed['trials'])} trials, fractions sum {packed['fraction_sum']:.3f}; "
+        lines += ["", f"Packed search on one {packed['packing']['card_gb']:g} GiB card: {len(packed['trials'])} trials, "
+                  f"fractions sum {packed['fraction_sum']:.3f}; "
                   f"at most {packed['most_at_once']} at once (their fractions summing to {packed['widest_share']}); "
                   f"out of memory: {packed['oom']}; over their cap: {packed['over_cap'] or 'none'}; one alone "
                   f"{packed['alone_s']:.0f} s, four packed {packed['packed_s']:.0f} s: {packed['speedup']:.2f}x\n",
@@ -278,9 +375,19 @@ def markdown(out: dict[str, Any]) -> str:
     plan = out.get("projection", {})
     if plan.get("parts"):
         lines += ["", f"pipelines/paper.yaml on one GPU: {plan['one_trial_per_gpu_hours']:.1f} GPU-hours one trial "
-                  f"per GPU, {plan['packed_hours']:.1f} packed ({plan['packing_speedup']:.2f}x)\n",
+                  f"per GPU, {plan['packed_hours']:.1f} packed ({plan['packing_speedup']:.2f}x); throughput alone "
+                  f"said {plan['throughput_only_hours']:.1f} (the timed job runs at {1 / plan['job_factor']:.2f}x "
+                  f"the throughput's pace)\n",
                   "| stage | GPU-hours (one trial per GPU) |", "|---|---|"]
         lines += [f"| {p['stage']} | {p['hours']:.1f} |" for p in plan["parts"]]
+    job = out.get("paper_job", {})
+    if job.get("epoch_s"):
+        lines += ["", f"Evaluation job #4 on {job['device']}: {job['job_crops']['train']}/{job['job_crops']['val']}/"
+                  f"{job['job_crops']['test']} crops, batch {job['batch']}, {job['epochs_run']} of {job['epochs']} "
+                  f"epochs in {job['job_s']:.0f} s ({job['epoch_s']:.1f} s per epoch, first {job['first_epoch_s']:.1f} "
+                  f"s): {job['projected_job_s'] / 60:.1f} min per job; U-Net/PT pre-training "
+                  f"{job['generator_epoch_s_per_crop'] * 1000:.1f} ms per crop-epoch, synthesis "
+                  f"{job['synthesis_s_per_crop'] * 1000:.1f} ms per crop"]
     for name, _ in STEPS:
         if "error" in out.get(name, {}):
             lines.append(f"\n{name}: FAILED: {out[name]['error']}")
@@ -297,6 +404,9 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--work", type=Path, default=None, help="An ingested workspace for the packed search "
                         "(default: a 12-patient phantom made under --out).")
+    parser.add_argument("--paper-work", type=Path, default=None, help="An ingested workspace at 224 px for the "
+                        "timed #4 job (default: a full-size 24-patient phantom made under --out; the dry run uses "
+                        "--work).")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -316,7 +426,8 @@ def main() -> None:
     ray.init(address="local", num_cpus=4 if args.dry_run else None, num_gpus=1 if args.dry_run else None,
              resources=memory or None, _node_ip_address="127.0.0.1", include_dashboard=False,
              logging_level="warning")
-    start = time.perf_counter()
+    global START
+    start = START = time.perf_counter()
     out: dict[str, Any] = {"dry_run": args.dry_run, "gpu_memory_gb": args.gpu_memory_gb, "wall_s": 0.0}
     for name, step in STEPS:
         if time.perf_counter() - start > args.limit_s:
