@@ -35,36 +35,35 @@ def _kill_once_writing(cmd: list[str], parent: Path, final: str) -> None:
     assert not (parent / final).exists() and writing()
 
 
-def test_ingest_killed_mid_write_then_rerun_equals_an_uninterrupted_run(small_dataset, tmp_path):
+def test_ingest_killed_mid_write_then_rerun_equals_an_uninterrupted_run(small_dataset, search_work, tmp_path):
+    # The uninterrupted run is the session's: search_work is this dataset ingested at 64 px, defaults otherwise.
     cmd = [sys.executable, "-m", "vdes_tune", "ingest", "--data", str(small_dataset), "--crop-size", "64",
            "--num-cpus", "2"]
-    subprocess.run([*cmd, "--work", str(tmp_path / "straight")], env=ENV, check=True, capture_output=True,
-                   timeout=600)
     killed = tmp_path / "killed"
     _kill_once_writing([*cmd, "--work", str(killed)], killed, "dataset")
     subprocess.run([*cmd, "--work", str(killed)], env=ENV, check=True, capture_output=True, timeout=600)
-    pd.testing.assert_frame_equal(_rows(killed / "dataset" / "shards"),
-                                  _rows(tmp_path / "straight" / "dataset" / "shards"))
+    pd.testing.assert_frame_equal(_rows(killed / "dataset" / "shards"), _rows(search_work / "dataset" / "shards"))
     assert not [p.name for p in killed.iterdir() if p.name.startswith(".dataset.")]
 
 
 def test_synthesize_killed_mid_write_then_rerun_equals_an_uninterrupted_run(search_work, tmp_path):
-    import yaml
+    from vdes_tune.config import GeneratorConfig
+    from vdes_tune.stages import generators
+    from vdes_tune.workspace import Workspace
 
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"model": "unet", "epochs": 1, "batch_size": 8, "unet_width": 4,
-                                      "unet_depth": 3, "device": "cpu", "samples": 1}))
+    tiny = {"model": "unet", "epochs": 1, "batch_size": 8, "unet_width": 4, "unet_depth": 3, "device": "cpu",
+            "samples": 1}
     works = {run: tmp_path / run for run in ("straight", "killed")}
     for work in works.values():
         shutil.copytree(search_work / "dataset", work / "dataset")
-    train = [sys.executable, "-m", "vdes_tune", "generators", "train", "unet", "--config", str(config),
-             "--name", "g"]
-    synth = [sys.executable, "-m", "vdes_tune", "generators", "synthesize", "g", "--num-cpus", "2",
-             "--batch-size", "4"]
-    subprocess.run([*train, "--work", str(works["straight"])], env=ENV, check=True, capture_output=True, timeout=600)
+    # The uninterrupted run in this process (the session's Ray, 2 CPUs as the CLI's --num-cpus 2 below).
+    straight = Workspace.at(works["straight"])
+    generators.train(GeneratorConfig.for_model(**tiny), straight, "g")
+    generators.synthesize("g", straight, batch_size=4)
     shutil.copytree(works["straight"] / "generators", works["killed"] / "generators")  # the same weights
-    subprocess.run([*synth, "--work", str(works["straight"])], env=ENV, check=True, capture_output=True, timeout=600)
-    _kill_once_writing([*synth, "--work", str(works["killed"])], works["killed"] / "vdes", "g")
-    subprocess.run([*synth, "--work", str(works["killed"])], env=ENV, check=True, capture_output=True, timeout=600)
+    synth = [sys.executable, "-m", "vdes_tune", "generators", "synthesize", "g", "--num-cpus", "2",
+             "--batch-size", "4", "--work", str(works["killed"])]
+    _kill_once_writing(synth, works["killed"] / "vdes", "g")
+    subprocess.run(synth, env=ENV, check=True, capture_output=True, timeout=600)
     pd.testing.assert_frame_equal(_rows(works["killed"] / "vdes" / "g"), _rows(works["straight"] / "vdes" / "g"))
     assert not [p.name for p in (works["killed"] / "vdes").iterdir() if p.name != "g"]
