@@ -293,7 +293,8 @@ def paper_job(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
             "batch": cfg.batch_size, "job_s": job_s, "epoch_s": per_epoch, "first_epoch_s": epoch_s[0],
             "projected_job_s": epoch_s[0] + per_epoch * (cfg.epochs - 1),
             "generator_epoch_s_per_crop": generator_s / max(1, trained_crops),
-            "synthesis_s_per_crop": synth_s / max(1, sum(made.rows.values())), "generator_trained": trained.get("output", ""),
+            "synthesis_s_per_crop": synth_s / max(1, sum(made.rows.values())),
+            "generator_trained": trained.get("output", ""),
             "device": str(dev)}
 
 
@@ -360,8 +361,8 @@ def markdown(out: dict[str, Any]) -> str:
                   f"{r['fitted_estimate_ratio']:.2f} |" for r in cal["rows"]]
     packed = out.get("packed_search", {})
     if packed.get("trials"):
-        lines += ["", f"Packed search on one {packed['packing']['card_gb']:g} GiB card: {len(packed['trials'])} trials, "
-                  f"fractions sum {packed['fraction_sum']:.3f}; "
+        lines += ["", f"Packed search on one {packed['packing']['card_gb']:g} GiB card: {len(packed['trials'])} "
+                  f"trials, fractions sum {packed['fraction_sum']:.3f}; "
                   f"at most {packed['most_at_once']} at once (their fractions summing to {packed['widest_share']}); "
                   f"out of memory: {packed['oom']}; over their cap: {packed['over_cap'] or 'none'}; one alone "
                   f"{packed['alone_s']:.0f} s, four packed {packed['packed_s']:.0f} s: {packed['speedup']:.2f}x\n",
@@ -372,6 +373,15 @@ def markdown(out: dict[str, Any]) -> str:
     if rates.get("rows"):
         lines += ["", "| model | input | batch | images/s |", "|---|---|---|---|"]
         lines += [f"| {r['model']} | {r['input']} | {r['batch']} | {r['images_per_s']:.1f} |" for r in rates["rows"]]
+    job = out.get("paper_job", {})
+    if job.get("epoch_s"):
+        lines += ["", f"Evaluation job #4 on {job['device']}: {job['job_crops']['train']}/{job['job_crops']['val']}/"
+                  f"{job['job_crops']['test']} crops, batch {job['batch']}, {job['epochs_run']} of {job['epochs']} "
+                  f"epochs in {job['job_s']:.0f} s ({job['epoch_s']:.1f} s per epoch, first "
+                  f"{job['first_epoch_s']:.1f} s): {job['projected_job_s'] / 60:.1f} min per job; U-Net/PT "
+                  f"pre-training "
+                  f"{job['generator_epoch_s_per_crop'] * 1000:.1f} ms per crop-epoch, synthesis "
+                  f"{job['synthesis_s_per_crop'] * 1000:.1f} ms per crop"]
     plan = out.get("projection", {})
     if plan.get("parts"):
         lines += ["", f"pipelines/paper.yaml on one GPU: {plan['one_trial_per_gpu_hours']:.1f} GPU-hours one trial "
@@ -380,14 +390,6 @@ def markdown(out: dict[str, Any]) -> str:
                   f"the throughput's pace)\n",
                   "| stage | GPU-hours (one trial per GPU) |", "|---|---|"]
         lines += [f"| {p['stage']} | {p['hours']:.1f} |" for p in plan["parts"]]
-    job = out.get("paper_job", {})
-    if job.get("epoch_s"):
-        lines += ["", f"Evaluation job #4 on {job['device']}: {job['job_crops']['train']}/{job['job_crops']['val']}/"
-                  f"{job['job_crops']['test']} crops, batch {job['batch']}, {job['epochs_run']} of {job['epochs']} "
-                  f"epochs in {job['job_s']:.0f} s ({job['epoch_s']:.1f} s per epoch, first {job['first_epoch_s']:.1f} "
-                  f"s): {job['projected_job_s'] / 60:.1f} min per job; U-Net/PT pre-training "
-                  f"{job['generator_epoch_s_per_crop'] * 1000:.1f} ms per crop-epoch, synthesis "
-                  f"{job['synthesis_s_per_crop'] * 1000:.1f} ms per crop"]
     for name, _ in STEPS:
         if "error" in out.get(name, {}):
             lines.append(f"\n{name}: FAILED: {out[name]['error']}")

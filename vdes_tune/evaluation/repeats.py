@@ -335,7 +335,8 @@ class EvalActor:
 
 
 def run_pool(jobs: list[Job], workspace: Workspace, out: Path, cfg: EvaluateConfig, per_actor: dict[str, float],
-             actors: int, card_gb: float, max_attempts: int, on_result: Callable[[dict[str, Any]], None]) -> dict[str, str]:
+             actors: int, card_gb: float, max_attempts: int,
+             on_result: Callable[[dict[str, Any]], None]) -> dict[str, str]:
     """Feed jobs to ready actors until all are done; returns {job_id: reason} of jobs that failed for good.
 
     Actor death is handled here rather than by Ray's restarts: a restarted actor can wait forever for

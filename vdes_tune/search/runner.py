@@ -191,6 +191,7 @@ def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dic
             print(f"[search] {packing.note}", flush=True)
         ctx = TrialContext(space, workspace.spec, input_size(workspace), packing, use_gpu, opts.cpus_per_trial,
                            calibration)
+        sidecar["packing"] = packing.to_dict() if use_gpu else None  # what the trials were sized against
         resumed = _check_sidecar(path, sidecar) and tune.Tuner.can_restore(path)
         if resumed:
             print(f"[search] resuming {path}", flush=True)
