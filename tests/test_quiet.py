@@ -1,10 +1,14 @@
-"""Quiet by default: Ray's own output goes to the workspace log, to the terminal only with -v; and the
-Ray actor pools are made so that Ray has nothing to warn about (no Ray instance is started here)."""
+"""Quiet by default: Ray's own output goes to the workspace log, to the terminal only with -v; the Ray actor
+pools are made so that Ray has nothing to warn about; and a local Ray instance keeps token authentication on
+without warning about it on every run (the only test here that starts Ray, in subprocesses)."""
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -197,3 +201,25 @@ def test_the_evaluation_pool_passes_small_args_and_no_restarts(monkeypatch: pyte
                          {"CPU": 1.0, "GPU": 0.0}, 1, 24.0, 3, on_result=lambda r: None)
     assert seen["options"]["max_restarts"] == 0
     assert all(isinstance(a, (str, int, float)) for a in seen["args"])
+
+
+LOCAL_RAY = """
+import os
+from vdes_tune.runtime import ray_session
+with ray_session(num_cpus=1):
+    import ray
+    ray.get(ray.remote(lambda: 1).remote())
+print("mode", os.environ.get("RAY_AUTH_MODE"))
+"""
+
+
+def test_a_local_ray_keeps_token_auth_and_never_warns_of_it(tmp_path: Path) -> None:
+    # RAY_AUTH_MODE unset, as a user runs vdes-tune; a fresh HOME, so the first run makes ~/.ray/auth_token and
+    # the second finds it (Ray 2.60 warned "Token authentication is enabled ..." on every run from then on).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    for run in (1, 2):
+        done = subprocess.run([sys.executable, "-c", LOCAL_RAY], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "authentication" not in (done.stdout + done.stderr).lower(), (run, done.stderr[-2000:])
+        assert "mode token" in done.stdout and (tmp_path / ".ray" / "auth_token").is_file()

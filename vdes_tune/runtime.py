@@ -63,6 +63,14 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, log_dir
     else:
         from vdes_tune.gpus import local_cards_mib, node_resources
 
+        if "RAY_AUTH_MODE" not in os.environ:
+            # Ray 2.60 turns token authentication on for a new local instance when RAY_AUTH_MODE is unset, and
+            # warns so on every run. Turning it on first, as Ray itself does (the variable and its cached
+            # config), keeps it on (a token is made once, in ~/.ray) without the warning. An explicit
+            # RAY_AUTH_MODE (disabled, in the tests) is left as it is.
+            from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+            _enable_token_auth()
         # This machine's GPU memory, advertised as a cluster node would, so trials pack by the real card.
         ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
                  resources=node_resources(local_cards_mib()) or None, **kwargs)

@@ -106,3 +106,54 @@ def test_a_command_that_exits_non_zero_keeps_its_code_through_main(tmp_path: Pat
     # `status` of an empty workspace raises typer.Exit(1); main() runs click without standalone mode.
     result = _cli("status", "--work", str(tmp_path / "empty"))
     assert result.returncode == 1 and "missing" in result.stdout
+
+
+def _commands(command, path=()):
+    """Every command of the CLI with its path (`generators export` is ("generators", "export"))."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_every_help_shows_its_text_as_written() -> None:
+    """Each command's summary and each option's help, as the source writes them (whitespace aside), appear
+    on one line of its --help: nothing in brackets swallowed as markup, no stray line breaks."""
+    import inspect
+
+    import typer.main
+
+    root = typer.main.get_command(app)
+    checked = 0
+    for path, command in _commands(root):
+        shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "400"}).output
+        lines = [" ".join(line.replace("│", " ").split()) for line in shown.splitlines()]
+        written = [inspect.getdoc(command.callback)] if command.callback and command.callback.__doc__ else []
+        signature = inspect.signature(command.callback) if command.callback else None
+        for param in (signature.parameters.values() if signature else []):
+            help_text = getattr(param.default, "help", None)
+            written += [help_text] if help_text else []
+        for text in written:
+            want = " ".join(text.split())
+            assert any(want in line for line in lines), f"vdes-tune {' '.join(path)} --help lost: {want!r}"
+            checked += 1
+    assert checked > 100  # every command's summary and options, not a handful
+    # And each command's summary on one line of its group's command list (`status`'s broke after "repairs").
+    for path, command in _commands(root):
+        if path and command.callback and command.callback.__doc__:
+            listed = runner.invoke(app, [*path[:-1], "--help"], env={"COLUMNS": "400"}).output
+            lines = [" ".join(line.replace("│", " ").split()) for line in listed.splitlines()]
+            want = " ".join(inspect.getdoc(command.callback).split())
+            assert any(want in line for line in lines), f"vdes-tune {' '.join(path[:-1])} --help broke: {want!r}"
+
+
+def test_top_level_help_lists_commands_in_the_order_a_user_meets_them() -> None:
+    from vdes_tune.cli import PANELS
+
+    shown = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    at = {name: shown.index(f"│ {name} ") for names in PANELS.values() for name in names}
+    order = [name for names in PANELS.values() for name in names]
+    assert sorted(order, key=at.get) == order
+    assert order[:6] == ["demo", "run", "status", "synth", "ingest", "generators"] and "search" in order[:9]
+    titles = [shown.index(f"─ {title} ") for title in PANELS]
+    assert titles == sorted(titles) and all(shown.index(f"─ {t} ") < at[names[0]]
+                                            for t, names in PANELS.items())
