@@ -76,7 +76,7 @@ def phantom_pair(pilot_dir: Path, study_dir: Path, label: str) -> dict:
     """Every comparison's half-width and decisive chance projected from one finished evaluation to another's
     size, against what the other measured."""
     from vdes_tune.evaluation import power
-    from vdes_tune.evaluation.report import answer_of
+    from vdes_tune.evaluation.answer import answer_of
 
     pilot, study = answer_of(pilot_dir), answer_of(study_dir)
     size = (int(study["patients"]), int(study["repeats"]))
@@ -108,7 +108,7 @@ def subsampled_pilots(study_dir: Path, sizes: tuple[int, ...], draws: int, seed:
     import pandas as pd
 
     from vdes_tune.evaluation import paired, power
-    from vdes_tune.evaluation.report import answer_of
+    from vdes_tune.evaluation.answer import answer_of
 
     full = answer_of(study_dir)
     cfg = paired.analysis_config(json.loads((study_dir / "plan.json").read_text())["config"].get("analysis"))

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from vdes_tune.evaluation.render import find_browser, render
+from vdes_tune.report.render import find_browser, render
 
 
 def main() -> int:

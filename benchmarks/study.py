@@ -118,7 +118,10 @@ def main() -> None:
 
     from vdes_tune.config import SynthConfig
     from vdes_tune.data.synthetic import write_dataset
-    from vdes_tune.evaluation import report, stats
+    from vdes_tune.evaluation import stats
+    from vdes_tune.evaluation.answer import answer_of
+    from vdes_tune.report.page import markdown_table
+    from vdes_tune.report.study import verdict_table
     from vdes_tune.pipeline import load_pipeline, run_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +139,7 @@ def main() -> None:
         results = pd.read_parquet(work / "eval" / "study" / "results.parquet")
         crops = pd.read_parquet(work / "dataset" / "crops.parquet")
         t3 = stats.table3(results)
-        answer = report.answer_of(work / "eval" / "study")
+        answer = answer_of(work / "eval" / "study")
         targets = check(results, args.signal, answer)
         print(f"\nCPU study: {args.patients} patients ({len(crops)} crops, {100 * crops['label'].mean():.1f}% "
               f"malignant), signal {args.signal}, {args.crop_size} px, resnet18, {args.epochs} epochs, batch 8, "
@@ -152,9 +155,9 @@ def main() -> None:
         for name, met, measured in targets:
             print(f"- {name}: {'met' if met else 'MISSED'} ({measured})")
         print(f"\n{answer['sentence']}\n")
-        verdicts = report.verdict_table(answer)
+        verdicts = verdict_table(answer)
         if len(verdicts):
-            print(report.markdown_table(verdicts))
+            print(markdown_table(verdicts))
         stage_s = {s["label"]: s["seconds"] for s in summaries}
         if args.json:
             args.json.write_text(json.dumps({

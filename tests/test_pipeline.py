@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from sklearn.metrics import f1_score, roc_auc_score
 
 from vdes_tune.cli import app
-from vdes_tune.evaluation.figures import montage_sources
-from vdes_tune.evaluation.render import find_browser, render
+from vdes_tune.report.figures import montage_sources
+from vdes_tune.report.render import find_browser, render
 from vdes_tune.errors import BadInputError
 from vdes_tune.pipeline import SHIPPED_DIR, load_pipeline
 from vdes_tune.workspace import Workspace

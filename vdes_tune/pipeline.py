@@ -215,9 +215,9 @@ def _run_stage(stage: Stage, data: str | Path, workspace: Any, address: str | No
         if summary["failed"]:
             raise RuntimeError(f"evaluate: {len(summary['failed'])} job(s) failed: {summary['failed']}")
         return summary
-    from vdes_tune.evaluation import report
+    from vdes_tune.report import study
 
-    out = report.build(workspace.spec, stage.options["run"])
+    out = study.build(workspace.spec, stage.options["run"])
     return {k: v for k, v in out.items() if k not in ("tables", "answer_detail")}
 
 

@@ -155,7 +155,7 @@ def test_the_repeat_by_patient_interaction_shrinks_with_patients_and_leaves_the_
 
 
 def test_power_curves_are_the_projection_on_a_grid_and_rise_with_patients():
-    from vdes_tune.evaluation import figures
+    from vdes_tune.report import figures
     from vdes_tune.evaluation.power import power_curves
 
     gain = {"metric": "f1", "arch": 3, "reference": 2, "diff": 0.161, "se_repeats": 0.048, "se_patients": 0.108,

@@ -185,7 +185,7 @@ def test_replays_batched_in_one_tuner_run_are_the_replays_run_alone(ray_local, t
 
 @pytest.mark.ray
 def test_the_search_report_says_how_sure_the_choice_is_and_what_the_race_dropped(ray_local, table_path, tmp_path):
-    from vdes_tune.evaluation import search_view
+    from vdes_tune.report import search as search_report
     from vdes_tune.search.export import load_experiment
     from vdes_tune.search.race import read_race_log
     from vdes_tune.search.replay import ReplayStrategy, race_log_names
@@ -194,7 +194,7 @@ def test_the_search_report_says_how_sure_the_choice_is_and_what_the_race_dropped
                                        "asha": {"grace_period": 1, "reduction_factor": 2}})
     _run(table_path, strategy, storage=tmp_path)
     exp = load_experiment(str(tmp_path / "race-0"))
-    found = search_view.summary(replace(exp, race=read_race_log(exp.path, *race_log_names(0))))
+    found = search_report.summary(replace(exp, race=read_race_log(exp.path, *race_log_names(0))))
     (line,) = found["choice"]
     seeds = found["seeds"]
     top = seeds.iloc[0]

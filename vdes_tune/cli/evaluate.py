@@ -44,19 +44,21 @@ def print_table3(results_path: str) -> None:
     sentence and, per virtual DES, the verdicts."""
     import pandas as pd
 
-    from vdes_tune.evaluation import report, stats
+    from vdes_tune.evaluation import stats
+    from vdes_tune.evaluation.answer import answer_of
+    from vdes_tune.report.study import table3_display
 
     results = pd.read_parquet(results_path)
-    typer.echo(report.table3_display(stats.table3(results)).to_string(index=False))
-    print_answer(report.answer_of(Path(results_path).parent))
+    typer.echo(table3_display(stats.table3(results)).to_string(index=False))
+    print_answer(answer_of(Path(results_path).parent))
 
 
 def print_answer(answer: dict) -> None:
     """The answer sentence and the verdict table, for the terminal."""
-    from vdes_tune.evaluation import report
+    from vdes_tune.report.study import verdict_table
 
     typer.echo("\nAnswer: " + answer["sentence"])
-    verdicts = report.verdict_table(answer)
+    verdicts = verdict_table(answer)
     if len(verdicts):
         typer.echo("\n" + verdicts.to_string(index=False))
 
@@ -158,10 +160,10 @@ def report_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print paths, Table 3 and the answer as JSON."),
 ) -> None:
     """Write report/<run>/: the answer first, figures, then tables (CSV, JSON), as report.md and report.html."""
-    from vdes_tune.evaluation import report, search_view
+    from vdes_tune.report import search as search_report, study
 
     if search:
-        found = search_view.build(work, search, storage)
+        found = search_report.build(work, search, storage)
         if as_json:
             typer.echo(json.dumps(found, indent=2, default=str))
             return
@@ -170,13 +172,13 @@ def report_cmd(
         typer.echo(f"{found['trials']} trials ({found['complete_trials']} complete); importance: {note}")
         typer.echo(f"wrote {found['report_html']}\nwrote {found['report_md']}")
         return
-    out = report.build(work, run, margin=margin)
+    out = study.build(work, run, margin=margin)
     if as_json:
         tables = json.loads(Path(out["report_md"]).with_name("tables").joinpath("tables.json").read_text())
         typer.echo(json.dumps({k: v for k, v in out.items() if k not in ("tables", "answer_detail")} |
                               {"table3": tables["table3"], "verdicts": tables["answer"]}, indent=2))
         return
-    typer.echo(report.table3_display(out["tables"]["table3"]).to_string(index=False))
+    typer.echo(study.table3_display(out["tables"]["table3"]).to_string(index=False))
     print_answer(out["answer_detail"])
     typer.echo(f"\nwrote {out['report_html']}\nwrote {out['report_md']}")
 
@@ -197,7 +199,8 @@ def plan_study_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """How many test patients and repeats would decide each comparison of a finished evaluation."""
-    from vdes_tune.evaluation import paired, power as planner, report
+    from vdes_tune.evaluation import paired, power as planner
+    from vdes_tune.evaluation.answer import answer_of
     from vdes_tune.workspace import Workspace
 
     if metric not in paired.METRICS:
@@ -208,7 +211,7 @@ def plan_study_cmd(
     if not (eval_dir / "results.parquet").is_file() or not plan_path.is_file():
         raise BadInputError(f"{eval_dir}: no evaluation results (run `vdes-tune evaluate --run {run}` first)")
     cfg = paired.analysis_config(json.loads(plan_path.read_text())["config"].get("analysis"), margin=margin)
-    answer = report.answer_of(eval_dir, cfg)
+    answer = answer_of(eval_dir, cfg)
     if answer.get("method") != "repeats and patients":
         raise BadInputError(f"{eval_dir}: planning needs per-crop predictions (predictions.parquet), which this "
                             f"run lacks")

@@ -133,7 +133,7 @@ def figures(study: Any) -> dict[str, bytes]:
     import optuna
     import optuna.visualization.matplotlib as vm
 
-    from vdes_tune.evaluation.figures import _png, _pyplot
+    from vdes_tune.report.figures import _png, _pyplot
 
     _pyplot()
     out = {}
@@ -230,7 +230,7 @@ def experiment_of_best_file(path: str | Path) -> str | None:
 
 def build(work: str | Path, experiment: str, storage: str = "") -> dict[str, Any]:
     """Write report/search-<experiment>/: report.html, report.md, figures and tables of one search."""
-    from vdes_tune.evaluation.report import html_page, markdown_table
+    from vdes_tune.report.page import html_page, markdown_table
     from vdes_tune.search.storage import experiment_path, is_uri
 
     workspace = Workspace.at(work)
@@ -288,7 +288,7 @@ SEEDS_NOTE = ("Each point's seeds, its objective over them (mean of each seed's 
 def search_html(found: dict[str, Any]) -> str:
     """How sure the choice is, the figures of one search (inline PNGs, or why one is left out), the seeds each
     point got and its importance table, as an HTML fragment."""
-    from vdes_tune.evaluation.report import img_tag
+    from vdes_tune.report.page import img_tag
 
     parts = []
     if found.get("choice"):

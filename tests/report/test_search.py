@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from optuna.trial import TrialState
 
-from vdes_tune.evaluation import search_view
+from vdes_tune.report import search as search_report
 from vdes_tune.search.export import Experiment, TrialRecord
 from vdes_tune.search.space import parse_space
 
@@ -28,7 +28,7 @@ def test_rebuilt_study_keeps_states_values_and_order() -> None:
             ("t_00001", "ERROR", {"train.lr": 1e-2, "train.dropout": 0.3}, {}),
             ("t_00003", "TERMINATED", {"train.lr": 1e-5, "train.dropout": 0.4},
              {"val_f1": -1.0, "epoch": 0, "feasible": 0})]
-    study = search_view.rebuild_study(experiment(rows))
+    study = search_report.rebuild_study(experiment(rows))
     assert [t.user_attrs["trial_id"] for t in study.trials] == ["t_00000", "t_00001", "t_00002", "t_00003"]
     states = [t.state for t in study.trials]
     assert states == [TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL]
@@ -45,25 +45,25 @@ def test_importance_finds_the_parameter_that_drives_the_objective() -> None:
         value = 0.9 - 0.1 * abs(np.log10(lr) + 3) + 0.005 * rng.normal()  # best at lr 1e-3; dropout inert
         rows.append((f"t_{i:05d}", "TERMINATED", {"train.lr": lr, "train.dropout": dropout},
                      {"val_f1": value, "epoch": 4}))
-    study = search_view.rebuild_study(experiment(rows))
-    table, why = search_view.importances(study)
+    study = search_report.rebuild_study(experiment(rows))
+    table, why = search_report.importances(study)
     assert not why
     found = dict(zip(table["parameter"], table["importance"]))
     assert found["train.lr"] > 0.8 > found["train.dropout"]
-    assert set(search_view.figures(study)) == {"search_history.png", "search_parallel.png",
+    assert set(search_report.figures(study)) == {"search_history.png", "search_parallel.png",
                                                "search_importance.png"}
 
 
 def test_a_two_trial_search_draws_no_meaningless_figures_and_says_why() -> None:
     rows = [("t_00000", "TERMINATED", {"train.lr": 1e-3, "train.dropout": 0.1}, {"val_f1": 0.7, "epoch": 4}),
             ("t_00001", "TERMINATED", {"train.lr": 1e-4, "train.dropout": 0.3}, {"val_f1": 0.6, "epoch": 4})]
-    study = search_view.rebuild_study(experiment(rows))
-    table, why = search_view.importances(study)
+    study = search_report.rebuild_study(experiment(rows))
+    table, why = search_report.importances(study)
     assert table.empty and "2 complete trial(s) for 2 parameters" in why and "need 8" in why
-    notes = search_view.figure_notes(study)
+    notes = search_report.figure_notes(study)
     assert set(notes) == {"search_parallel.png", "search_importance.png"}
-    assert set(search_view.figures(study)) == {"search_history.png"}
+    assert set(search_report.figures(study)) == {"search_history.png"}
     one = [(f"t_{i:05d}", "TERMINATED", {"train.lr": 10 ** -(2 + i / 4), "train.dropout": 0.1},
             {"val_f1": 0.5 + i / 100, "epoch": 4}) for i in range(12)]
-    assert "single parameter is 1 by definition" in search_view.importances(
-        search_view.rebuild_study(experiment(one)))[1]
+    assert "single parameter is 1 by definition" in search_report.importances(
+        search_report.rebuild_study(experiment(one)))[1]

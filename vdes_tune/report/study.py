@@ -4,7 +4,6 @@ self-contained report.html, from an evaluation's results, its per-crop predictio
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import html
@@ -19,8 +18,10 @@ import pandas as pd
 from vdes_tune import __version__
 from vdes_tune.config import to_dict
 from vdes_tune.errors import BadInputError
-from vdes_tune.evaluation import calibration, figures, paired, power, quality, search_view, stats
-from vdes_tune.models.architectures import virtual_architectures
+from vdes_tune.evaluation import calibration, paired, power, quality, stats
+from vdes_tune.evaluation.answer import study_answer
+from vdes_tune.report import figures, search
+from vdes_tune.report.page import fmt, html_page, img_tag, markdown_table
 from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, atomic_dir, output_index, read_manifest,
                                  read_parquet_checked, write_json)
 
@@ -48,20 +49,6 @@ def table2(plan: dict[str, Any]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["experiment"])
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-    return str(value)
-
-
-def markdown_table(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
-    """A DataFrame as a Markdown table with compact numbers."""
-    cols = columns or list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(row[c]) for c in cols) + " |" for _, row in frame.iterrows()]
-    return "\n".join(lines) + "\n"
-
-
 def table2_display(t2: pd.DataFrame) -> pd.DataFrame:
     """Table 2 narrowed for reading: ranks, the searched values and the objective (the CSV has every column)."""
     keep = ["experiment", "rank", "trial_id", "status", "feasible", "arch"]
@@ -81,35 +68,6 @@ def table3_display(t3: pd.DataFrame) -> pd.DataFrame:
             out[f"{split} {m}"] = [f"{r[p + '_mean']:.3f} ({r[p + '_std']:.3f}) [{r[p + '_ci_low']:.3f}, "
                                    f"{r[p + '_ci_high']:.3f}]" for _, r in t3.iterrows()]
     return out
-
-
-def study_answer(results: pd.DataFrame, predictions: pd.DataFrame | None,
-                 cfg: paired.AnalysisConfig = paired.AnalysisConfig()) -> dict[str, Any]:
-    """The answer from per-crop predictions (repeats and patients), or, for a run that predates them, from the
-    per-repeat results alone (real DES's gain over no DES and the share each virtual DES recovers)."""
-    names = {int(a): f"#{int(a)} {n}" for a, n in results.groupby("arch")["arch_name"].first().items()}
-    note = "per-crop predictions are missing (the run predates them)"
-    if predictions is not None and len(predictions):
-        try:
-            return {"method": "repeats and patients", **paired.analyse(predictions, cfg, names)}
-        except BadInputError as exc:
-            note = str(exc)
-    gain = stats.des_gain(results, le=cfg.no_des, real=cfg.real, virtual=cfg.virtual or virtual_architectures(), boot=cfg.bootstrap,
-                          seed=cfg.seed, confidence=cfg.confidence)
-    return {"method": "repeats only", **gain,
-            "sentence": stats.answer_sentence(gain, names) + f" (Intervals over repeats only: {note}.)"}
-
-
-def answer_of(eval_dir: Path, cfg: paired.AnalysisConfig | None = None) -> dict[str, Any]:
-    """The answer of the evaluation in `eval_dir` (results.parquet and predictions.parquet)."""
-    results = pd.read_parquet(eval_dir / "results.parquet")
-    path = eval_dir / "predictions.parquet"
-    predictions = pd.read_parquet(path) if path.is_file() else None
-    if cfg is None:
-        plan = eval_dir / "plan.json"
-        data = json.loads(plan.read_text())["config"].get("analysis") if plan.is_file() else None
-        cfg = paired.analysis_config(data)
-    return study_answer(results, predictions, cfg)
 
 
 def verdict_table(answer: dict[str, Any]) -> pd.DataFrame:
@@ -180,11 +138,11 @@ def _search_summaries(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """The searches behind the evaluation's configurations, for their figures; one that cannot be read is skipped."""
     found = []
     for path in plan["config"].get("configs", []):
-        where = search_view.experiment_of_best_file(path)
+        where = search.experiment_of_best_file(path)
         if not where:
             continue
         try:
-            found.append(search_view.summary(search_view.load_experiment(where)))
+            found.append(search.summary(search.load_experiment(where)))
         except (BadInputError, OSError, ValueError, RuntimeError):
             continue
     return found
@@ -306,7 +264,7 @@ def figure_title(name: str) -> str:
     """The caption of a report figure."""
     if name in FIGURE_TITLES:
         return FIGURE_TITLES[name]
-    for suffix, title in search_view.SEARCH_TITLES.items():
+    for suffix, title in search.SEARCH_TITLES.items():
         if name.endswith(suffix):
             return f"Search {name.removesuffix('-' + suffix)}: {title.lower()}"
     return f"Registration QA: {name.removesuffix('.png')}"
@@ -387,33 +345,6 @@ def _markdown(tables: dict[str, pd.DataFrame], ctx: dict[str, Any], figure_files
     return "\n".join(parts)
 
 
-STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-         "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
-         "th{background:#f3f3f3}img{max-width:100%}figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}"
-         ".answer{font-size:1.15em;background:#f4f8ff;border-left:4px solid #3b6fd8;padding:0.8em 1em}"
-         "details{margin:0.6em 0}summary{cursor:pointer;font-weight:bold}.meta{color:#555;font-size:13px}")
-
-# Marks the page once loaded: which images failed to decode and which script errors happened, so a headless
-# browser (benchmarks/render_report.py) can tell a broken report from a good one.
-RENDER_CHECK = ("<script>window.__errors=[];window.addEventListener('error',function(e){window.__errors.push("
-                "String(e.message||e.type))},true);window.addEventListener('load',function(){var bad=[];"
-                "document.querySelectorAll('img').forEach(function(i){if(!i.complete||i.naturalWidth===0)"
-                "bad.push(i.alt||'image')});var m=document.createElement('pre');m.id='render-check';"
-                "m.style.display='none';m.textContent=JSON.stringify({images:document.images.length,broken:bad,"
-                "errors:window.__errors});document.body.appendChild(m)});</script>")
-
-
-def html_page(title: str, body: str) -> str:
-    """A self-contained HTML page with the report style and the render check."""
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style>{RENDER_CHECK}</head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
-
-
-def img_tag(data: bytes, alt: str) -> str:
-    """An inline PNG."""
-    return f"<img alt='{html.escape(alt, quote=True)}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>"
-
-
 def _html(tables: dict[str, pd.DataFrame], ctx: dict[str, Any], images: dict[str, bytes]) -> str:
     parts = [f"<p class='answer'><b>Answer.</b> {html.escape(ctx['answer']['sentence'])}</p>"]
     if "forest.png" in images:
@@ -430,7 +361,7 @@ def _html(tables: dict[str, pd.DataFrame], ctx: dict[str, Any], images: dict[str
     parts.append("<h2>Tables</h2><p>Every table is also in tables/ as CSV, and all of them in tables/tables.json."
                  "</p>")
     for title, text, frame in _sections(tables):
-        shown = frame.map(_fmt) if len(frame) else frame
+        shown = frame.map(fmt) if len(frame) else frame
         parts.append(f"<details><summary>{html.escape(title)}</summary><p>{html.escape(text)}</p>"
                      + (shown.to_html(index=False, escape=True) if len(frame) else "<p>(none)</p>") + "</details>")
     return html_page(f"vdes-tune report: {ctx['run']}", "\n".join(parts))
