@@ -67,6 +67,21 @@ def config_hash(cfg: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """`--set KEY=VALUE` edits, each value read as YAML (`train.epochs=2`, `lr=1e-3`, `archs=[1, 2]`); a key given
+    twice keeps its last value. The one parser of edits for every command and pipeline."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInputError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise BadInputError(f"--set {item!r}: the value is not valid YAML: {exc}") from exc
+    return out
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """The mapping of config fields in a YAML file; a clear error naming the file otherwise."""
     try:

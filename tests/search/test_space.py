@@ -132,3 +132,16 @@ def test_plan_names_the_configurations_that_do_not_fit():
             assert rows[key]["per_gpu"] == int(1 / rows[key]["gpu_fraction"] + 1e-9)
     assert not rows[(64, 7)]["feasible"] and rows[(4, 2)]["feasible"]
     assert plan["feasible"] == sum(r["feasible"] for r in plan["rows"]) < 36
+
+
+def test_one_parser_reads_every_set_edit_as_yaml():
+    from vdes_tune.config import parse_set
+
+    assert parse_set(["train.lr=1e-3", "archs=[1, 2]", "name= x ", "train.lr=2"]) == {
+        "train.lr": 2, "archs": [1, 2], "name": "x"}  # YAML values; a key given twice keeps its last value
+    for bad, said in (("epochs", "expected KEY=VALUE"), ("=3", "expected KEY=VALUE"), ("a=[1", "not valid YAML")):
+        with pytest.raises(BadInputError, match=said):
+            parse_set([bad])
+    # The space's --set and the evaluation's --set go through it: the same edit means the same value.
+    assert load_space("paper_classifier_lr", ["train.epochs=3"]).train_config(
+        next(iter(load_space("paper_classifier_lr").points()))).epochs == 3

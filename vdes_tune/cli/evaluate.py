@@ -26,19 +26,6 @@ def parse_archs(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def parse_set(items: list[str]) -> dict[str, object]:
-    """--set train.epochs=2 style edits of the evaluation config, values parsed as YAML scalars."""
-    import yaml
-
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise BadInputError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=2")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def print_table3(results_path: str) -> None:
     """Table 3 (mean (std) of accuracy and F1, val and test) of a results.parquet, then the answer: its
     sentence and, per virtual DES, the verdicts."""
@@ -125,7 +112,7 @@ def find_best_file(spec: str, work: str | Path) -> Path:
 def build_config(config: Optional[Path], configs: List[str], repeats: Optional[int], archs: str,
                  seed: Optional[int], set_: List[str], work: str | Path):
     """The EvaluateConfig from an optional YAML, then the flags, then --set edits."""
-    from vdes_tune.config import EvaluateConfig, from_dict, read_yaml_mapping
+    from vdes_tune.config import EvaluateConfig, from_dict, parse_set, read_yaml_mapping
 
     data: dict = dict(read_yaml_mapping(config)) if config else {}
     if configs:

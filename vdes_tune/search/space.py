@@ -20,7 +20,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from vdes_tune.config import TrainConfig, architecture_numbers, from_dict, resolve_shipped
+from vdes_tune.config import TrainConfig, architecture_numbers, from_dict, parse_set, resolve_shipped
 from vdes_tune.errors import BadInputError
 from vdes_tune.search.strategy import TOP_LEVEL as STRATEGY_FIELDS
 from vdes_tune.search.strategy import Strategy, parse_strategy
@@ -293,11 +293,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], where: str) -> d
     `train.<field>`."""
     sections = ("asha", "race")
     data = {**data, "fixed": dict(data.get("fixed") or {}), **{s: dict(data.get(s) or {}) for s in sections}}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise BadInputError(f"--set {item!r}: expected KEY=VALUE")
-        value = yaml.safe_load(raw)
+    for key, value in parse_set(overrides).items():
         section, _, rest = key.partition(".")
         if section in sections and rest:
             data[section][rest] = value
