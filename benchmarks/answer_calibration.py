@@ -16,7 +16,8 @@ import time
 import numpy as np
 from scipy import stats as sps
 
-from vdes_tune.evaluation.paired import AnalysisConfig, analyse, metric_values, patient_weights, score_table
+from vdes_tune.config import AnalysisConfig
+from vdes_tune.evaluation.paired import analyse, metric_values, patient_weights, score_table
 from vdes_tune.evaluation.simulate import simulated_study
 
 

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def decisive_rate(size: tuple[int, int], studies: int, effect: float, seed: int, bootstrap: int) -> float:
     """Share of simulated studies at (test patients, repeats) whose real-DES gain verdict is decisive."""
-    from vdes_tune.evaluation.paired import AnalysisConfig, analyse
+    from vdes_tune.config import AnalysisConfig
+    from vdes_tune.evaluation.paired import analyse
     from vdes_tune.evaluation.simulate import simulated_study
 
     rng = np.random.default_rng(seed)
@@ -51,7 +52,8 @@ def decisive_rate(size: tuple[int, int], studies: int, effect: float, seed: int,
 
 def pilot_components(size: tuple[int, int], pilots: int, effect: float, seed: int, bootstrap: int) -> list:
     """The planner's variance parts of each of `pilots` pilot studies at one size."""
-    from vdes_tune.evaluation.paired import AnalysisConfig, analyse
+    from vdes_tune.config import AnalysisConfig
+    from vdes_tune.evaluation.paired import analyse
     from vdes_tune.evaluation.power import Components, components
     from vdes_tune.evaluation.simulate import simulated_study
 
@@ -107,11 +109,12 @@ def subsampled_pilots(study_dir: Path, sizes: tuple[int, ...], draws: int, seed:
     measured; per pilot size, the F1 ratios' spread and the bias of the mean projected variance."""
     import pandas as pd
 
+    from vdes_tune.config import analysis_config
     from vdes_tune.evaluation import paired, power
     from vdes_tune.evaluation.answer import answer_of
 
     full = answer_of(study_dir)
-    cfg = paired.analysis_config(json.loads((study_dir / "plan.json").read_text())["config"].get("analysis"))
+    cfg = analysis_config(json.loads((study_dir / "plan.json").read_text())["config"].get("analysis"))
     predictions = pd.read_parquet(study_dir / "predictions.parquet")
     test = predictions["split"] == "test"
     patients = np.sort(predictions.loc[test, "patient_id"].unique())

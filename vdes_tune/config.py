@@ -319,6 +319,45 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """How the answer is computed (the `evaluate` config's `analysis` mapping; `report --margin` overrides)."""
+
+    margin: float = 0.02  # non-inferiority margin on test F1: 2 F1 points
+    auc_margin: float = 0.02  # the same for ROC-AUC
+    rate_margin: float = 0.05  # the same for sensitivity and specificity (reader studies use 5 to 10 points)
+    no_des: int = 2  # the no-DES reference: #2 LE+LED+LE differs from the virtual DES only in channel 3
+    real: int = 3
+    virtual: tuple[int, ...] = ()  # empty: every evaluated architecture with a virtual DES channel
+    confidence: float = 0.95
+    bootstrap: int = 2000  # patient-level cluster bootstrap draws
+    seed: int = 0
+    threshold: float = 0.5  # malignant when the probability is at least this (as in training)
+    calibration_bins: int = 10
+
+    def __post_init__(self) -> None:
+        checks = [(0 <= self.margin < 1, "margin", "must be in [0, 1) (0.02 = 2 F1 points)"),
+                  (0 <= self.auc_margin < 1, "auc_margin", "must be in [0, 1)"),
+                  (0 <= self.rate_margin < 1, "rate_margin", "must be in [0, 1)"),
+                  (0.5 <= self.confidence < 1, "confidence", "must be in [0.5, 1)"),
+                  (self.bootstrap >= 100, "bootstrap", "must be >= 100"),
+                  (0 < self.threshold < 1, "threshold", "must be in (0, 1)"),
+                  (self.calibration_bins >= 2, "calibration_bins", "must be >= 2"),
+                  (self.no_des in (1, 2), "no_des", "must be 1 or 2")]
+        for ok, name, what in checks:
+            if not ok:
+                raise BadInputError(f"analysis config field '{name}': {what} (got {getattr(self, name)!r})")
+
+    def margin_for(self, metric: str) -> float:
+        """The non-inferiority margin of a metric."""
+        return {"f1": self.margin, "roc_auc": self.auc_margin}.get(metric, self.rate_margin)
+
+
+def analysis_config(data: dict[str, Any] | None, **overrides: Any) -> AnalysisConfig:
+    """AnalysisConfig from the evaluate config's mapping, then overrides that are not None."""
+    return from_dict(AnalysisConfig, {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """The final evaluation (paper 4): which architectures, how many repeats, from which exported configs.
 
@@ -339,7 +378,7 @@ class EvaluateConfig:
     vdes: dict[int, str] = field(default_factory=dict)
     # Weights kept per job: "first" keeps repeat 0 of each architecture (for the report's montage).
     save_weights: Literal["none", "first", "all"] = "first"
-    # How the report computes the answer (evaluation/paired.py AnalysisConfig): margin (non-inferiority,
+    # How the report computes the answer (AnalysisConfig above): margin (non-inferiority,
     # default 0.02 = 2 F1 points), auc_margin, rate_margin (sensitivity and specificity, 0.05), no_des (1 or 2),
     # confidence, bootstrap, seed, calibration_bins.
     analysis: dict[str, Any] = field(default_factory=dict)
@@ -368,8 +407,6 @@ class EvaluateConfig:
                 GeneratorConfig.for_model(model, **overrides)
             except BadInputError as exc:
                 raise BadInputError(f"evaluate config field 'generators.{model}': {exc}") from exc
-        from vdes_tune.evaluation.paired import analysis_config
-
         try:
             analysis_config(self.analysis)  # unknown or invalid fields fail here, by name
         except BadInputError as exc:

@@ -15,7 +15,8 @@ from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 from vdes_tune.config import EvaluateConfig
 from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation import paired
-from vdes_tune.evaluation.paired import AnalysisConfig, analyse, score_table
+from vdes_tune.config import AnalysisConfig, analysis_config
+from vdes_tune.evaluation.paired import analyse, score_table
 from vdes_tune.evaluation.simulate import simulated_study
 
 
@@ -165,12 +166,12 @@ def test_verdicts_on_clear_cases_and_the_sentence() -> None:
 
 
 def test_margin_is_a_validated_config_field() -> None:
-    assert paired.analysis_config({"margin": 0.05}, margin=None).margin == 0.05
-    assert paired.analysis_config({"margin": 0.05}, margin=0.01).margin == 0.01
+    assert analysis_config({"margin": 0.05}, margin=None).margin == 0.05
+    assert analysis_config({"margin": 0.05}, margin=0.01).margin == 0.01
     with pytest.raises(BadInputError, match="margin"):
-        paired.analysis_config({"margin": 2})
+        analysis_config({"margin": 2})
     with pytest.raises(BadInputError, match="unknown config field"):
-        paired.analysis_config({"margn": 0.02})
+        analysis_config({"margn": 0.02})
     with pytest.raises(BadInputError, match="evaluate config field 'analysis'.*'margin'"):
         EvaluateConfig(analysis={"margin": 2})  # an evaluation config is refused before any job runs
 

@@ -186,6 +186,7 @@ def plan_study_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """How many test patients and repeats would decide each comparison of a finished evaluation."""
+    from vdes_tune.config import analysis_config
     from vdes_tune.evaluation import paired, power as planner
     from vdes_tune.evaluation.answer import answer_of
     from vdes_tune.workspace import Workspace
@@ -197,7 +198,7 @@ def plan_study_cmd(
     plan_path = eval_dir / "plan.json"
     if not (eval_dir / "results.parquet").is_file() or not plan_path.is_file():
         raise BadInputError(f"{eval_dir}: no evaluation results (run `vdes-tune evaluate --run {run}` first)")
-    cfg = paired.analysis_config(json.loads(plan_path.read_text())["config"].get("analysis"), margin=margin)
+    cfg = analysis_config(json.loads(plan_path.read_text())["config"].get("analysis"), margin=margin)
     answer = answer_of(eval_dir, cfg)
     if answer.get("method") != "repeats and patients":
         raise BadInputError(f"{eval_dir}: planning needs per-crop predictions (predictions.parquet), which this "

@@ -9,13 +9,14 @@ from typing import Any
 
 import pandas as pd
 
+from vdes_tune.config import AnalysisConfig, analysis_config
 from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation import paired, stats
 from vdes_tune.models.architectures import virtual_architectures
 
 
 def study_answer(results: pd.DataFrame, predictions: pd.DataFrame | None,
-                 cfg: paired.AnalysisConfig = paired.AnalysisConfig()) -> dict[str, Any]:
+                 cfg: AnalysisConfig = AnalysisConfig()) -> dict[str, Any]:
     """The answer from per-crop predictions (repeats and patients), or, for a run that predates them, from the
     per-repeat results alone (real DES's gain over no DES and the share each virtual DES recovers)."""
     names = {int(a): f"#{int(a)} {n}" for a, n in results.groupby("arch")["arch_name"].first().items()}
@@ -31,7 +32,7 @@ def study_answer(results: pd.DataFrame, predictions: pd.DataFrame | None,
             "sentence": stats.answer_sentence(gain, names) + f" (Intervals over repeats only: {note}.)"}
 
 
-def answer_of(eval_dir: Path, cfg: paired.AnalysisConfig | None = None) -> dict[str, Any]:
+def answer_of(eval_dir: Path, cfg: AnalysisConfig | None = None) -> dict[str, Any]:
     """The answer of the evaluation in `eval_dir` (results.parquet and predictions.parquet)."""
     results = pd.read_parquet(eval_dir / "results.parquet")
     path = eval_dir / "predictions.parquet"
@@ -39,5 +40,5 @@ def answer_of(eval_dir: Path, cfg: paired.AnalysisConfig | None = None) -> dict[
     if cfg is None:
         plan = eval_dir / "plan.json"
         data = json.loads(plan.read_text())["config"].get("analysis") if plan.is_file() else None
-        cfg = paired.analysis_config(data)
+        cfg = analysis_config(data)
     return study_answer(results, predictions, cfg)

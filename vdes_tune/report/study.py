@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from vdes_tune import __version__
-from vdes_tune.config import to_dict
+from vdes_tune.config import analysis_config, to_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation import calibration, paired, power, quality, stats
 from vdes_tune.evaluation.answer import study_answer
@@ -159,7 +159,7 @@ def build(work: str | Path, run: str = "main", margin: float | None = None) -> d
     if results.empty:
         raise BadInputError(f"{results_path}: no finished job yet")
     plan = json.loads((eval_dir / "plan.json").read_text())
-    cfg = paired.analysis_config(plan["config"].get("analysis"), margin=margin)
+    cfg = analysis_config(plan["config"].get("analysis"), margin=margin)
     predictions_path = eval_dir / "predictions.parquet"
     predictions = read_parquet_checked(predictions_path) if predictions_path.is_file() else None
     workspace.pull(workspace.dataset.root)  # what the tables and figures read, for a URI workspace
