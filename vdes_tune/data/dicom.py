@@ -26,8 +26,7 @@ from pydicom.pixels import apply_modality_lut
 from vdes_tune.config import IngestConfig
 from vdes_tune.data.cdd_cesm import (CATALOG_COLUMNS, LE_DIR, PATHOLOGIES, AnnotationRow, Catalog, Rejection,
                                      label_of, parse_birads, validate_region)
-from vdes_tune.data.pairs import UnreadableImage
-from vdes_tune.errors import BadInputError
+from vdes_tune.errors import BadInputError, UnreadableImage
 from vdes_tune.workspace import hash_files
 
 DICOM_MAGIC = b"DICM"  # Part-10 files carry it after a 128-byte preamble

@@ -15,16 +15,10 @@ from vdes_tune.config import IngestConfig
 from vdes_tune.data import qa
 from vdes_tune.data.crops import Box, breast_mask, lesion_crops, random_tissue_crops, region_mask, stable_seed
 from vdes_tune.data.denoise import denoise_crop
+from vdes_tune.data.dicom import decode_uint8
 from vdes_tune.data.registration import Registration, apply_shift, overlap, register
+from vdes_tune.errors import UnreadableImage
 from vdes_tune.remote import filesystem, is_uri
-
-
-class UnreadableImage(ValueError):
-    """A file that is not a decodable 8-bit image; `reason` is the message without the path."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.reason = reason
 
 
 def read_gray(path: str | Path) -> np.ndarray:
@@ -39,8 +33,6 @@ def read_gray(path: str | Path) -> np.ndarray:
     except OSError as exc:
         raise UnreadableImage(path, f"cannot read file: {exc}") from exc
     if data.size >= 132 and data[128:132].tobytes() == b"DICM":  # a DICOM Part-10 file, whatever its name
-        from vdes_tune.data.dicom import decode_uint8  # imported here: dicom.py imports this module
-
         return decode_uint8(data.tobytes(), path)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:

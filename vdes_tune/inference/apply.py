@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from vdes_tune import __version__
-from vdes_tune.data.pairs import UnreadableImage
-from vdes_tune.errors import BadInputError
+from vdes_tune.errors import BadInputError, UnreadableImage
 from vdes_tune.inference.generator import TrainedGenerator, load_generator
 from vdes_tune.inference.images import (UNSUPPORTED, atomic_write, derived_dicom, png_bytes, quantise,
                                         read_input, sniff)

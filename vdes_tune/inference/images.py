@@ -18,7 +18,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vdes_tune.data.pairs import UnreadableImage, read_gray
+from vdes_tune.data.pairs import read_gray
+from vdes_tune.errors import UnreadableImage
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
