@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORK ?= vdes-work
 
-.PHONY: demo test bench clean
+.PHONY: demo test docs bench clean
 
 $(BIN)/vdes-tune: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(BIN)/vdes-tune
 
 test: $(BIN)/vdes-tune
 	$(BIN)/python -m pytest -q --durations=15
+
+# The documentation site from docs/ (the command reference generated from the CLI) into site/.
+docs: $(BIN)/vdes-tune
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(BIN)/vdes-tune
 	$(BIN)/python benchmarks/registration.py
@@ -35,4 +39,4 @@ bench: $(BIN)/vdes-tune
 		$(BIN)/python benchmarks/render_report.py $(WORK)/report/smoke; fi
 
 clean:
-	rm -rf $(WORK) .pytest_cache
+	rm -rf $(WORK) .pytest_cache site

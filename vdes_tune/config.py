@@ -126,7 +126,7 @@ class SynthConfig:
     # How pathology shows in the pixels (data/signal.py): paper (default), null (labels independent of
     # every pixel) or des-only (LE shows lesions but not their class).
     signal: Literal["paper", "null", "des-only"] = "paper"
-    # Image files: jpeg (the CDD-CESM layout) or dicom (a CESM DICOM folder plus labels.csv; README "DICOM input").
+    # Image files: jpeg (the CDD-CESM layout) or dicom (a CESM DICOM folder plus labels.csv; docs/ingest.md, "DICOM input").
     format: Literal["jpeg", "dicom"] = "jpeg"
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ from vdes_tune.errors import BadInputError
 
 # 2: shards carry each crop's lesion mask; outputs of an older version are rebuilt, not trusted.
 # The manifest's `outputs` index (added later) is optional, so it needs no new version: a manifest
-# without it is trusted as before, only unverifiable (README, "Stages and what they write").
+# without it is trusted as before, only unverifiable (docs/workspace.md).
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 OUTPUTS = "outputs"
@@ -253,7 +253,7 @@ def has_output_index(stage_dir: Path) -> bool:
 
 def verify_outputs(stage_dir: Path, full: bool = False) -> list[Problem]:
     """Files of the manifest's outputs index that are missing, of another size, or (with `full`) of another
-    content; empty when all verify or when the manifest has no index (trusted, see README)."""
+    content; empty when all verify or when the manifest has no index (trusted, see docs/workspace.md)."""
     index = (read_manifest(stage_dir) or {}).get(OUTPUTS)
     if not isinstance(index, dict):
         return []

@@ -1,7 +1,7 @@
 """DICOM input: pixels to the pipeline's 8-bit image, tag-driven LE/recombined classification, and the catalog of
 a CESM DICOM folder plus labels CSV.
 
-The classification rules are data (KIND_RULES); README.md, section "DICOM input", documents them and the
+The classification rules are data (KIND_RULES); docs/ingest.md, section "DICOM input", documents them and the
 evidence behind each vendor's convention.
 """
 
@@ -223,7 +223,7 @@ class KindRule:
     """One row of the classification table: an image of a matching manufacturer whose `attribute` holds `value`
     (as value number `value_number`, counted from 1 as DICOM does; as any value when None) is of `kind`."""
 
-    vendor: str  # label for messages and the README table
+    vendor: str  # label for messages and the docs' table
     manufacturer: str  # regex searched (case-insensitive) in Manufacturer (0008,0070); "" matches every vendor
     attribute: str  # DICOM keyword
     value: str  # compared case-insensitively with each value, stripped
@@ -533,7 +533,7 @@ def _regions(text: str, column: str, line: int, where: str, item: str,
 
 
 def read_labels(path: Path) -> tuple[list[LabelRow], list[Rejection]]:
-    """Rows of the labels CSV (columns in README, "DICOM input"); bad rows and regions become rejections."""
+    """Rows of the labels CSV (columns in docs/ingest.md, "DICOM input"); bad rows and regions become rejections."""
     try:
         handle = open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:

@@ -6,7 +6,7 @@ BI-RADS descriptors of masses (irregular shape, indistinct margin, spicules, hig
 calcifications (fine linear / branching in a tight cluster vs few round scattered dots) and a faint
 asymmetry for non-mass enhancement. The DES enhancement is a part LE predicts (from z), plus a class part
 LE does not show, plus noise, so the classes overlap on both images and real DES adds information that
-no LE -> DES generator can recover. README "The phantom's signal" documents every parameter.
+no LE -> DES generator can recover. docs/phantom.md documents every parameter.
 
 Presets (`vdes-tune synth --signal`):
 - paper: the default, as above.
@@ -27,7 +27,7 @@ KINDS = ("mass", "calcification", "non_mass")
 
 @dataclass(frozen=True)
 class Signal:
-    """Parameters of one signal preset (see the module docstring and the README)."""
+    """Parameters of one signal preset (see the module docstring and docs/phantom.md)."""
 
     name: str
     normal: float  # P(a breast has no finding)

@@ -376,7 +376,7 @@ def _write(cfg: SynthConfig, root: Path, progress: Callable[[int], None] | None)
 
 # ---- DICOM ---------------------------------------------------------------------------------------------------------
 
-# The DICOM phantom follows the GE SenoBright convention, the best-evidenced one (README, "DICOM input").
+# The DICOM phantom follows the GE SenoBright convention, the best-evidenced one (docs/ingest.md, "DICOM input").
 GE_IMAGE_TYPE = {LE: ["ORIGINAL", "PRIMARY", "", "LOW_ENERGY"], RECOMBINED: ["DERIVED", "PRIMARY", "", "RECOMBINED"]}
 GE_PROCESSING_CODE = {LE: "GEMS_FFDM_PV", RECOMBINED: "GEMS_CESM_1"}
 LE_KVP = 29  # within the low-energy range of SenoBright (about 26-31 kVp)

@@ -4,7 +4,7 @@ A space names the architecture(s), the metric and mode, fixed values and searche
 searched (searcher, scheduler, seeds per point) is its strategy (`search/strategy.py`), read from the same
 file. Keys of `fixed` and `parameters` are dotted config keys, `train.<TrainConfig field>`. Domains:
 `{choice: [a, b]}`, `{int: [low, high]}` (optional `step`, `log`), `{uniform: [low, high]}`,
-`{loguniform: [low, high]}`. See README "Search spaces" for the full description.
+`{loguniform: [low, high]}`. See docs/search.md for the full description.
 """
 
 from __future__ import annotations

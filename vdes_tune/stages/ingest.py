@@ -87,7 +87,7 @@ def run(cfg: IngestConfig, workspace: Workspace, data: str | Path, force: bool =
     start = time.perf_counter()
     paths = workspace.dataset
     local_data, data_uri = _local_data(data)
-    # A labels CSV at the top marks a DICOM dataset (README, "DICOM input"); anything else must be CDD-CESM.
+    # A labels CSV at the top marks a DICOM dataset (docs/ingest.md, "DICOM input"); anything else must be CDD-CESM.
     is_dicom = dicom.is_dicom_dataset(local_data)
     layout: RawLayout | dicom.DicomLayout
     if is_dicom:
