@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from vdes_tune.config import IngestConfig, SynthConfig
-from vdes_tune.data.synthetic import write_dataset
+from vdes_tune.phantom.dataset import write_dataset
 from vdes_tune.runtime import free_ports, ray_session
 from vdes_tune.search.export import leaderboard, load_experiment
 from vdes_tune.stages import ingest

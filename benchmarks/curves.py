@@ -79,7 +79,7 @@ def _run_curve(space: Any, index: int, point: dict[str, Any], seed: int, work: s
 
 def prepare_dataset(synth: Any, ingest_cfg: Any, work: Path, cpus: int) -> Any:
     """The phantom of `synth` ingested with `ingest_cfg` under `work` (made once; ingest skips itself after)."""
-    from vdes_tune.data.synthetic import write_dataset
+    from vdes_tune.phantom.dataset import write_dataset
     from vdes_tune.runtime import ray_session
     from vdes_tune.stages import ingest
     from vdes_tune.workspace import Workspace

@@ -17,7 +17,7 @@ import time
 import pandas as pd
 
 from vdes_tune.config import EvaluateConfig, IngestConfig, SynthConfig
-from vdes_tune.data.synthetic import write_dataset
+from vdes_tune.phantom.dataset import write_dataset
 from vdes_tune.evaluation.repeats import EvalOptions, evaluate
 from vdes_tune.runtime import ray_session
 from vdes_tune.stages import ingest

@@ -87,7 +87,7 @@ def calibration(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]
 def _workspace(args: argparse.Namespace) -> Path:
     """A small phantom, ingested at the check's crop size, for the packed search."""
     from vdes_tune.config import IngestConfig, SynthConfig
-    from vdes_tune.data.synthetic import write_dataset
+    from vdes_tune.phantom.dataset import write_dataset
     from vdes_tune.stages import ingest
     from vdes_tune.workspace import Workspace
 
@@ -222,7 +222,7 @@ def throughput(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
 def _full_size_phantom(args: argparse.Namespace) -> Path:
     """A full-size phantom (about 2355x1315 px images), ingested as the paper does (224 px crops)."""
     from vdes_tune.config import IngestConfig, SynthConfig
-    from vdes_tune.data.synthetic import write_dataset
+    from vdes_tune.phantom.dataset import write_dataset
     from vdes_tune.stages import ingest
     from vdes_tune.workspace import Workspace
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from vdes_tune.config import IngestConfig, SynthConfig
-from vdes_tune.data.synthetic import write_dataset
+from vdes_tune.phantom.dataset import write_dataset
 from vdes_tune.runtime import ray_session
 from vdes_tune.stages import ingest
 from vdes_tune.workspace import Workspace

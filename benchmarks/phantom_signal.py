@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from vdes_tune.config import IngestConfig, SynthConfig
-from vdes_tune.data.synthetic import TRUTH_NAME, write_dataset
+from vdes_tune.phantom.dataset import TRUTH_NAME, write_dataset
 from vdes_tune.evaluation.probe import feature_table, probe_auc
 from vdes_tune.runtime import ray_session
 from vdes_tune.stages import ingest

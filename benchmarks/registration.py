@@ -25,7 +25,7 @@ from sklearn.metrics import mutual_info_score  # noqa: E402
 from vdes_tune.config import SynthConfig  # noqa: E402
 from vdes_tune.data.pairs import read_gray  # noqa: E402
 from vdes_tune.data.registration import candidate_grid, overlap, register  # noqa: E402
-from vdes_tune.data.synthetic import write_dataset  # noqa: E402
+from vdes_tune.phantom.dataset import write_dataset  # noqa: E402
 
 
 def baseline_register(le: np.ndarray, des: np.ndarray, max_shift: int = 10, step: int = 5,

@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from vdes_tune.config import IngestConfig, SynthConfig
-from vdes_tune.data.synthetic import write_dataset
+from vdes_tune.phantom.dataset import write_dataset
 from vdes_tune.runtime import ray_session
 from vdes_tune.search.export import leaderboard, load_experiment
 from vdes_tune.search.runner import SearchOptions, run_search

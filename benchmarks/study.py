@@ -117,7 +117,7 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
     from vdes_tune.config import SynthConfig
-    from vdes_tune.data.synthetic import write_dataset
+    from vdes_tune.phantom.dataset import write_dataset
     from vdes_tune.evaluation import stats
     from vdes_tune.evaluation.answer import answer_of
     from vdes_tune.report.page import markdown_table

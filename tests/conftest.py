@@ -52,7 +52,7 @@ def s3_bucket(s3_server: str) -> str:
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 12-patient small synthetic CDD-CESM dataset with the naming quirks."""
-    from vdes_tune.data.synthetic import write_dataset
+    from vdes_tune.phantom.dataset import write_dataset
 
     out = tmp_path_factory.mktemp("raw") / "cdd"
     write_dataset(SynthConfig(patients=12, size="small", seed=7, quirks=True), out)
@@ -62,7 +62,7 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def registration_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A larger small-size dataset (about 130 pairs) for registration accuracy."""
-    from vdes_tune.data.synthetic import write_dataset
+    from vdes_tune.phantom.dataset import write_dataset
 
     out = tmp_path_factory.mktemp("raw") / "reg"
     write_dataset(SynthConfig(patients=40, size="small", seed=11), out)

@@ -21,7 +21,7 @@ from vdes_tune.config import IngestConfig, SynthConfig
 from vdes_tune.data import dicom
 from vdes_tune.data.cdd_cesm import DES_DIR, LE_DIR, build_catalog, find_layout
 from vdes_tune.data.pairs import decode_image, read_gray
-from vdes_tune.data.synthetic import cesm_dataset, write_dataset
+from vdes_tune.phantom.dataset import cesm_dataset, write_dataset
 from vdes_tune.errors import BadInputError, UnreadableImage
 from vdes_tune.stages import ingest
 from vdes_tune.workspace import Workspace

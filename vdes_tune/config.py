@@ -123,7 +123,7 @@ class SynthConfig:
     size: Literal["small", "full"] = "small"
     seed: int = 0
     quirks: bool = False
-    # How pathology shows in the pixels (data/signal.py): paper (default), null (labels independent of
+    # How pathology shows in the pixels (phantom/signal.py): paper (default), null (labels independent of
     # every pixel) or des-only (LE shows lesions but not their class).
     signal: Literal["paper", "null", "des-only"] = "paper"
     # Image files: jpeg (the CDD-CESM layout) or dicom (a CESM DICOM folder plus labels.csv; docs/ingest.md, "DICOM input").

@@ -30,7 +30,7 @@ def synth(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Write a synthetic dataset in exactly the CDD-CESM layout (or as DICOM), plus synthetic_truth.csv."""
-    from vdes_tune.data.synthetic import write_dataset
+    from vdes_tune.phantom.dataset import write_dataset
 
     if size not in ("small", "full"):
         raise typer.BadParameter(f"--size must be 'small' or 'full', got {size!r}")

@@ -65,7 +65,7 @@ def demo(
 ) -> None:
     """Synthesise a small CDD-CESM-layout dataset and run pipelines/smoke.yaml on it end to end."""
     from vdes_tune.config import SynthConfig
-    from vdes_tune.data.synthetic import write_dataset
+    from vdes_tune.phantom.dataset import write_dataset
 
     start = time.perf_counter()
     raw = work / "raw"

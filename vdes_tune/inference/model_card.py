@@ -20,7 +20,7 @@ CARD = "MODEL_CARD.md"
 
 def is_synthetic(dataset_manifest: dict[str, Any] | None) -> bool | None:
     """Whether the dataset was ingested from a `vdes-tune synth` phantom (None: cannot tell)."""
-    from vdes_tune.data.synthetic import TRUTH_NAME
+    from vdes_tune.phantom.dataset import TRUTH_NAME
     from vdes_tune.remote import is_uri
 
     data = (dataset_manifest or {}).get("data")

@@ -16,8 +16,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from vdes_tune.config import SynthConfig
-from vdes_tune.data import signal
-from vdes_tune.data.synthetic import write_dataset
+from vdes_tune.phantom import signal
+from vdes_tune.phantom.dataset import write_dataset
 from vdes_tune.evaluation.probe import crop_features, probe_auc
 
 LE_DIR, DES_DIR = "Low energy images of CDD-CESM", "Subtracted images of CDD-CESM"

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from vdes_tune.config import SynthConfig
-from vdes_tune.data.synthetic import write_dataset
+from vdes_tune.phantom.dataset import write_dataset
 from vdes_tune.errors import BadInputError
 
 LE_DIR, DES_DIR = "Low energy images of CDD-CESM", "Subtracted images of CDD-CESM"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vdes_tune.data.signal import Lesion
+from vdes_tune.phantom.signal import Lesion
 
 LESION_KINDS = ("mass", "calcification", "non_mass")
 REGION_SHAPES = ("polygon", "ellipse", "circle", "polyline", "point")

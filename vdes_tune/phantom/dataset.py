@@ -29,8 +29,8 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from vdes_tune.config import SynthConfig
-from vdes_tune.data import phantom, signal
-from vdes_tune.data.signal import Lesion
+from vdes_tune.phantom import draw, signal
+from vdes_tune.phantom.signal import Lesion
 from vdes_tune.data.cdd_cesm import ANNOTATION_COLUMNS, DES_DIR, LE_DIR
 from vdes_tune.data.dicom import LABEL_COLUMNS, LABELS_NAME, LE, MG_FOR_PRESENTATION, RECOMBINED
 from vdes_tune.errors import BadInputError
@@ -162,7 +162,7 @@ def _assign_quirks(cfg: SynthConfig, pairs: list[_Pair]) -> None:
         clean.pop(0).trailing = "CM"
 
 
-def _place(rng: np.random.Generator, bv: phantom.BreastView, les: Lesion, dims: tuple[int, int, int, int],
+def _place(rng: np.random.Generator, bv: draw.BreastView, les: Lesion, dims: tuple[int, int, int, int],
            shift: tuple[int, int], taken: list[tuple[float, float, float]]) -> tuple[float, float]:
     """A lesion centre (LE pixel coords) inside the breast and >= 0.2*min(H, W) from every LE and DES edge."""
     le_h, le_w, des_h, des_w = dims
@@ -175,7 +175,7 @@ def _place(rng: np.random.Generator, bv: phantom.BreastView, les: Lesion, dims: 
         cx, cy = float(rng.uniform(x_lo, x_hi)), float(rng.uniform(y_lo, y_hi))
         wx, wy = cx + WORLD_MARGIN, cy + WORLD_MARGIN
         apart = all(math.hypot(cx - x, cy - y) > 1.2 * (les.radius + r) for x, y, r in taken)
-        if apart and phantom.lesion_fits(bv, wx, wy, les.radius):
+        if apart and draw.lesion_fits(bv, wx, wy, les.radius):
             return cx, cy
         rho = float(bv.rho(np.float32(wx), np.float32(wy)))
         if apart and rho < best_rho:
@@ -183,7 +183,7 @@ def _place(rng: np.random.Generator, bv: phantom.BreastView, les: Lesion, dims: 
     return best
 
 
-def _render_pair(cfg: SynthConfig, pair: _Pair, tissue: phantom.Tissue) -> dict:
+def _render_pair(cfg: SynthConfig, pair: _Pair, tissue: draw.Tissue) -> dict:
     """Pixels, shift and lesion placements of one LE/DES pair; depends only on (seed, pid, pair index)."""
     rng = np.random.default_rng([cfg.seed, pair.pid, pair.index + 1])
     nh, nw = NOMINAL[cfg.size]
@@ -195,17 +195,17 @@ def _render_pair(cfg: SynthConfig, pair: _Pair, tissue: phantom.Tissue) -> dict:
     tx, ty = (int(v) for v in rng.integers(-MAX_SHIFT, MAX_SHIFT + 1, 2))
     o = WORLD_MARGIN
     world = (o + max(le_h, ty + des_h) + 2, o + max(le_w, tx + des_w) + 2)
-    bv = phantom.sample_view(rng, pair.side, pair.view, le_h, le_w, o, o, scale)
+    bv = draw.sample_view(rng, pair.side, pair.view, le_h, le_w, o, o, scale)
     taken: list[tuple[float, float, float]] = []
     placed = []
     for f in pair.findings:
         cx, cy = _place(rng, bv, f.lesion, (le_h, le_w, des_h, des_w), (tx, ty), taken)
         taken.append((cx, cy, f.lesion.radius))
         placed.append((f.lesion, cx + o, cy + o))
-    le_w_img, des_w_img = phantom.render_world(rng, bv, tissue, world, placed)
+    le_w_img, des_w_img = draw.render_world(rng, bv, tissue, world, placed)
     # Same world point: LE pixel x = wx - o, DES pixel u = wx - (o + tx), so x - u = tx.
-    le = phantom.finish(rng, le_w_img[o:o + le_h, o:o + le_w], 0.35)
-    des = phantom.finish(rng, des_w_img[o + ty:o + ty + des_h, o + tx:o + tx + des_w], 0.55)
+    le = draw.finish(rng, le_w_img[o:o + le_h, o:o + le_w], 0.35)
+    des = draw.finish(rng, des_w_img[o + ty:o + ty + des_h, o + tx:o + tx + des_w], 0.55)
     jpg = {}
     # The quality draws come after every pixel draw, so DICOM (which skips them) gets the same pixels.
     for mod, img in (("DM", le), ("CM", des)) if cfg.format == "jpeg" else ():
@@ -318,7 +318,7 @@ def _write(cfg: SynthConfig, root: Path, progress: Callable[[int], None] | None)
     truth: list[list] = []
     lesion_rows = 0
     for pat in patients:
-        tissue = phantom.sample_tissue(np.random.default_rng([cfg.seed, pat.pid, 0, 1]), pat.density)
+        tissue = draw.sample_tissue(np.random.default_rng([cfg.seed, pat.pid, 0, 1]), pat.density)
         for p in pat.pairs:
             r = _render_pair(cfg, p, tissue)
             if as_dicom:
@@ -335,10 +335,10 @@ def _write(cfg: SynthConfig, root: Path, progress: Callable[[int], None] | None)
             srng = np.random.default_rng([cfg.seed, p.pid, p.index + 1, 2])
             regions: dict[str, list[dict]] = {"DM": [], "CM": []}
             for i, (f, (cx, cy)) in enumerate(zip(p.findings, r["centres"])):
-                shape = str(srng.choice(phantom.REGION_SHAPES, p=[0.64, 0.2, 0.1, 0.03, 0.03]))
+                shape = str(srng.choice(draw.REGION_SHAPES, p=[0.64, 0.2, 0.1, 0.03, 0.03]))
                 if f.annotated_on == "both":
-                    regions["DM"].append(phantom.region(srng, f.lesion, cx, cy, shape, _scale(cfg)))
-                regions["CM"].append(phantom.region(srng, f.lesion, cx - tx, cy - ty, shape, _scale(cfg)))
+                    regions["DM"].append(draw.region(srng, f.lesion, cx, cy, shape, _scale(cfg)))
+                regions["CM"].append(draw.region(srng, f.lesion, cx - tx, cy - ty, shape, _scale(cfg)))
                 les = f.lesion
                 truth.append(base + [i, les.kind, int(les.malignant), round(cx, 2), round(cy, 2),
                                      round(les.radius, 2), round(les.le_contrast, 2), round(les.des_enhancement, 2),
