@@ -20,7 +20,7 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
 from vdes_tune.config import GeneratorConfig
-from vdes_tune.models.generators import build_generator
+from vdes_tune.generator_registry import build_generator
 from vdes_tune.inference.tiling import Tiling, infer_tiled
 
 model, tile, overlap, h, w, threads, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), \

@@ -185,7 +185,7 @@ def throughput(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
     from vdes_tune.config import GeneratorConfig
     from vdes_tune.models.architectures import get_architecture
     from vdes_tune.models.classifiers import build_classifier
-    from vdes_tune.models.generators import build_generator
+    from vdes_tune.generator_registry import build_generator
     from vdes_tune.training.tasks import ClassificationTask
 
     s = sizes(args.dry_run)

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 import yaml
 
 from vdes_tune.errors import BadInputError
+from vdes_tune.generator_registry import GENERATORS
 
 C = TypeVar("C")
 
@@ -242,24 +243,11 @@ def architecture_numbers() -> tuple[int, ...]:
     return tuple(int(n) for n in ARCHITECTURES.names())
 
 
-GENERATOR_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Paper 3.1 gives the CycleGAN settings (those of its reference [14]); it is silent on the U-Net's
-    # pre-training, which uses the classifier's protocol: Adam 5e-4, 30 epochs, batch 16.
-    "unet": {"epochs": 30, "batch_size": 16, "lr": 5e-4, "betas": (0.9, 0.999)},
-    "cyclegan": {"epochs": 300, "batch_size": 8, "lr": 1e-5, "betas": (0.5, 0.999)},
-    # Pix2Pix as in Isola et al.'s reference: Adam 2e-4 (0.5, 0.999), batch 1, 200 epochs, lambda_L1 100,
-    # vanilla GAN loss, 64-filter U-Net with dropout 0.5 and a 70x70 PatchGAN. The reference U-Net has 8
-    # levels for 256-pixel images; 224-pixel crops halve cleanly only 5 times, so 6 levels.
-    "pix2pix": {"epochs": 200, "batch_size": 1, "lr": 2e-4, "betas": (0.5, 0.999), "unet_width": 64,
-                "unet_depth": 6, "unet_dropout": 0.5, "lambda_l1": 100.0, "gan_loss": "vanilla"},
-}
-
-
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Training of one LE -> DES generator (paper 2.3); build with `for_model` to get that model's defaults."""
 
-    model: str = "unet"  # a registered generator (models/generators.py): unet, cyclegan, pix2pix
+    model: str = "unet"  # a registered generator (generator_registry.py): unet, cyclegan, pix2pix
     epochs: int = 30
     batch_size: int = 16
     lr: float = 5e-4
@@ -304,7 +292,7 @@ class GeneratorConfig:
             (self.lambda_l1 >= 0, "lambda_l1", "must be >= 0"),
             (1 <= self.disc_layers <= 6, "disc_layers", "must be 1..6"),
             (self.samples >= 1, "samples", "must be >= 1"),
-            (self.model in GENERATOR_DEFAULTS, "model", f"must be one of {sorted(GENERATOR_DEFAULTS)}"),
+            (self.model in GENERATORS, "model", f"must be one of {', '.join(GENERATORS.names())}"),
         ]
         for ok, name, what in checks:
             if not ok:
@@ -312,10 +300,16 @@ class GeneratorConfig:
 
     @classmethod
     def for_model(cls, model: str, **overrides: Any) -> "GeneratorConfig":
-        """The model's paper defaults updated by `overrides` (fields validated by name)."""
-        if model not in GENERATOR_DEFAULTS:
-            raise BadInputError(f"generator model {model!r} is not one of {sorted(GENERATOR_DEFAULTS)}")
-        return from_dict(cls, {**GENERATOR_DEFAULTS[model], **overrides, "model": model})
+        """The model's defaults (its registry entry's) updated by `overrides` (fields validated by name)."""
+        if model not in GENERATORS:
+            raise BadInputError(f"generator model {model!r} is not one of {', '.join(GENERATORS.names())}")
+        return from_dict(cls, {**GENERATORS.get(model).defaults, **overrides, "model": model})
+
+    @classmethod
+    def shaped(cls, model: str, shape: dict[str, Any] | None = None) -> "GeneratorConfig":
+        """A generator's defaults, shaped by the fields it takes from an architecture's TrainConfig."""
+        fields_ = GENERATORS.get(model).shape_fields
+        return cls.for_model(model, **{k: v for k, v in (shape or {}).items() if k in fields_})
 
 
 @dataclass(frozen=True)
@@ -393,8 +387,8 @@ class EvaluateConfig:
             (self.repeats >= 1, "repeats", "must be >= 1"),
             (set(self.vdes) <= set(pretrained), "vdes", f"only {', '.join(f'#{a}' for a in pretrained)} read a "
              f"pre-made virtual DES"),
-            (set(self.generators) <= set(GENERATOR_DEFAULTS), "generators",
-             f"keys must be generator models {sorted(GENERATOR_DEFAULTS)}"),
+            (set(self.generators) <= set(GENERATORS.names()), "generators",
+             f"keys must be generator models {GENERATORS.names()}"),
             ("arch" not in self.train and "seed" not in self.train, "train",
              "arch and seed are set per job (use archs and seed)"),
         ]

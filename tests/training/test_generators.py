@@ -19,7 +19,7 @@ from vdes_tune.cli import app
 from vdes_tune.config import GeneratorConfig, TrainConfig
 from vdes_tune.errors import BadInputError
 from vdes_tune.models.cyclegan import CycleGAN
-from vdes_tune.models.generators import GENERATORS
+from vdes_tune.generator_registry import GENERATORS
 from vdes_tune.models.unet import UNet
 from vdes_tune.training.classify import run_classification
 from vdes_tune.training.data import CropDataset, attach_vdes, load_split
@@ -92,7 +92,7 @@ def test_pix2pix_step_is_conditional_gan_plus_l1_and_learns(ingested_small: Path
     x, y = images["le"], images["des"]
     cfg = GeneratorConfig.for_model("pix2pix", unet_width=8, unet_depth=3, unet_dropout=0.0, disc_features=8,
                                     lr=1e-3, lambda_l1=100.0)
-    task = GENERATORS.get("pix2pix").task(cfg, CPU)
+    task = GENERATORS.get("pix2pix").build_task(cfg, CPU)
     g0, d0 = copy.deepcopy(task.generator), copy.deepcopy(task.discriminator)
     out = task.train_step((images, torch.zeros(4)))
     # Independent computation on the starting weights: D judges (LE, DES) pairs with the logistic GAN loss,

@@ -14,7 +14,7 @@ import numpy as np
 from vdes_tune.config import EvaluateConfig, TrainConfig, config_hash, from_dict, to_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.models.architectures import Architecture, get_architecture
-from vdes_tune.models.generators import UNET_SHAPE
+from vdes_tune.generator_registry import UNET_SHAPE
 from vdes_tune.search.space import ARCH_KEY
 from vdes_tune.workspace import temp_path, write_json
 
@@ -68,7 +68,7 @@ def job_seed(base: int, repeat: int) -> int:
 
 def generator_shape_fields(arch: Architecture) -> tuple[str, ...]:
     """The TrainConfig fields that shape an architecture's generator (none without one)."""
-    from vdes_tune.models.generators import GENERATORS
+    from vdes_tune.generator_registry import GENERATORS
 
     return GENERATORS.get(arch.generator).shape_fields if arch.generator else ()
 

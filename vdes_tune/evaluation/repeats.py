@@ -231,7 +231,7 @@ def _prepare_generators(cfg: EvaluateConfig, workspace: Workspace, opts: EvalOpt
     import ray
 
     from vdes_tune.models.architectures import pretrained_generators
-    from vdes_tune.models.generators import GENERATORS
+    from vdes_tune.generator_registry import GENERATORS
     from vdes_tune.stages import generators
 
     names: dict[int, str] = {}

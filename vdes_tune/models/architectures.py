@@ -21,7 +21,7 @@ class Architecture:
     number: int
     name: str
     channels: tuple[str, str, str]
-    generator: str | None = None  # a registered generator (models/generators.py) that makes the `vdes` channel
+    generator: str | None = None  # a registered generator (generator_registry.py) that makes the `vdes` channel
     end_to_end: bool = False  # the generator trains with the classifier (#5)
 
     def __post_init__(self) -> None:

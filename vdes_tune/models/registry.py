@@ -8,6 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from vdes_tune.config import GeneratorConfig
 from vdes_tune.models.classifiers import CLASSIFIERS, build_classifier
 from vdes_tune.models.cyclegan import CycleGAN
 from vdes_tune.models.unet import UNet
@@ -33,13 +34,17 @@ def _add(info: ModelInfo) -> None:
     MODELS.register(info.name)(info)
 
 
-_add(ModelInfo("unet", "generator", UNet, 1, "1-channel virtual DES",
-               {"width": 32, "depth": 6, "dropout": 0.2}))
+def _unet_args(model: str) -> dict[str, Any]:
+    cfg = GeneratorConfig.for_model(model)  # the generator's own defaults, from its registry entry
+    return {"width": cfg.unet_width, "depth": cfg.unet_depth, "dropout": cfg.unet_dropout}
+
+
+_cyclegan = GeneratorConfig.for_model("cyclegan")
+_add(ModelInfo("unet", "generator", UNet, 1, "1-channel virtual DES", _unet_args("unet")))
 _add(ModelInfo("cyclegan", "generator", CycleGAN, 1, "1-channel virtual DES (G: LE -> DES)",
-               {"features": 64, "blocks": 9, "disc_features": 64}))
+               {"features": _cyclegan.features, "blocks": _cyclegan.blocks, "disc_features": _cyclegan.disc_features}))
 # Pix2Pix's generator is a U-Net (its reference's width and dropout); its PatchGAN only trains it.
-_add(ModelInfo("pix2pix", "generator", UNet, 1, "1-channel virtual DES",
-               {"width": 64, "depth": 6, "dropout": 0.5}))
+_add(ModelInfo("pix2pix", "generator", UNet, 1, "1-channel virtual DES", _unet_args("pix2pix")))
 for _name in CLASSIFIERS:
     _add(ModelInfo(_name, "classifier", lambda _n=_name, **kw: build_classifier(_n, **kw), 3,
                    "2 logits (non-malignant, malignant)", {"dropout": 0.2}))

@@ -91,9 +91,10 @@ def montage_sources(workspace: Any, plan: dict[str, Any], eval_dir: Path, count:
         weights = eval_dir / "weights" / f"a{arch}-r000.pt"
         if not get_architecture(int(arch)).end_to_end or not weights.is_file():
             continue
-        from vdes_tune.models.generators import build_generator, generator_config
+        from vdes_tune.config import GeneratorConfig
+        from vdes_tune.generator_registry import build_generator
 
-        generator = build_generator(generator_config(get_architecture(int(arch)).generator, entry["config"]))
+        generator = build_generator(GeneratorConfig.shaped(get_architecture(int(arch)).generator, entry["config"]))
         generator.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["generator"])
         with torch.no_grad():
             out = generator.eval()(torch.from_numpy(columns["LE"])[:, None].float() / 255.0).clamp(0, 1)

@@ -14,7 +14,7 @@ from vdes_tune.config import GeneratorConfig, TrainConfig, config_hash, from_yam
 from vdes_tune.errors import BadInputError
 from vdes_tune.models.architectures import get_architecture
 from vdes_tune.models.classifiers import build_classifier
-from vdes_tune.models.generators import build_generator, generator_config
+from vdes_tune.generator_registry import build_generator
 from vdes_tune.training.data import attach_vdes, load_split, loaders
 from vdes_tune.training.engine import FitResult, Fitter, seed_everything
 from vdes_tune.training.tasks import ClassificationTask
@@ -34,7 +34,7 @@ def _generator(cfg: TrainConfig) -> torch.nn.Module | None:
         return None  # no vdes channel, or one synthesised once and read from vdes/<name>
     if arch.end_to_end:
         # #5 trains it from scratch with the classifier, in the shape this run was given (U-Net width, depth).
-        return build_generator(generator_config(arch.generator, to_dict(cfg)))
+        return build_generator(GeneratorConfig.shaped(arch.generator, to_dict(cfg)))
     if not cfg.generator_weights:
         raise BadInputError(f"architecture #{arch.number} {arch.name} needs a virtual DES: set vdes (a "
                             f"`vdes/<name>` set, see `vdes-tune generators synthesize`) or generator_weights "
@@ -44,7 +44,7 @@ def _generator(cfg: TrainConfig) -> torch.nn.Module | None:
         raise BadInputError(f"{path}: generator weights file does not exist")
     # Weights from `generators train` sit beside the config that shaped them; bare weights take this run's shape.
     made = path.with_name("config.yaml")
-    gcfg = from_yaml(GeneratorConfig, made) if made.is_file() else generator_config(arch.generator, to_dict(cfg))
+    gcfg = from_yaml(GeneratorConfig, made) if made.is_file() else GeneratorConfig.shaped(arch.generator, to_dict(cfg))
     if gcfg.model != arch.generator:
         raise BadInputError(f"{path}: weights of a {gcfg.model} generator, but #{arch.number} {arch.name} "
                             f"needs a {arch.generator}")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from vdes_tune.config import GeneratorConfig, config_hash, from_dict, to_dict, to_yaml
-from vdes_tune.models.generators import GENERATORS, build_generator
+from vdes_tune.generator_registry import GENERATORS, build_generator
 from vdes_tune.training.classify import pick_device
 from vdes_tune.training.data import CropDataset, load_split, loaders
 from vdes_tune.training.engine import Fitter, prepare_device, rng_state, seed_everything, set_rng_state, to_device
@@ -27,6 +27,41 @@ CHECKPOINT = "checkpoint.pt"  # in a run's resume folder: the last finished epoc
 
 
 __all__ = ["WEIGHTS", "Synthesizer", "build_generator", "montage", "run_generator_training"]
+
+
+# The training tasks of the generator plug-ins (generator_registry.py names them), one per model.
+
+def _betas(cfg: GeneratorConfig) -> tuple[float, float]:
+    return (cfg.betas[0], cfg.betas[1])
+
+
+def translation_task(cfg: GeneratorConfig, device: torch.device) -> Any:
+    """U-Net/PT: the U-Net trained alone on the paired loss to the real DES."""
+    from vdes_tune.models.generators import unet
+    from vdes_tune.training.tasks import TranslationTask
+
+    return TranslationTask(unet(cfg), cfg.lr, device, cfg.loss, _betas(cfg))
+
+
+def cyclegan_task(cfg: GeneratorConfig, device: torch.device) -> Any:
+    """The CycleGAN of paper 3.1 (eq. 5) with its image pools."""
+    from vdes_tune.models.cyclegan import CycleGAN
+    from vdes_tune.training.gan import CycleGANTask
+
+    model = CycleGAN(cfg.features, cfg.blocks, cfg.disc_features)
+    return CycleGANTask(model, cfg.lr, device, _betas(cfg), cfg.lambda_cycle, cfg.lambda_identity, cfg.pool_size,
+                        cfg.seed)
+
+
+def pix2pix_task(cfg: GeneratorConfig, device: torch.device) -> Any:
+    """Pix2Pix: a U-Net and a conditional PatchGAN."""
+    from vdes_tune.models.cyclegan import PatchDiscriminator
+    from vdes_tune.models.generators import unet
+    from vdes_tune.training.gan import Pix2PixTask
+
+    # Conditional PatchGAN: it judges (LE, DES) pairs, so it sees two channels; BatchNorm as in Isola et al.
+    disc = PatchDiscriminator(2, cfg.disc_features, cfg.disc_layers, norm="batch")
+    return Pix2PixTask(unet(cfg), disc, cfg.lr, device, _betas(cfg), cfg.lambda_l1, cfg.gan_loss)
 
 
 @torch.no_grad()
@@ -84,7 +119,7 @@ def run_generator_training(cfg: GeneratorConfig, shards: Path, out: Path,
     frames = {s: load_split(shards, s) for s in ("train", "val", "test")}
     sources = ("le", "des")
     data = loaders(frames, sources, cfg.batch_size, cfg.augment, cfg.seed)
-    task = GENERATORS.get(cfg.model).task(cfg, pick_device(cfg.device))
+    task = GENERATORS.get(cfg.model).build_task(cfg, pick_device(cfg.device))
     fitter = Fitter(task, data["train"], data["val"], data["test"], cfg.epochs, cfg.patience)
     resumed = resume_checkpoint(resume, tag, fitter, data["train"]) if resume is not None else 0
     while not fitter.done:

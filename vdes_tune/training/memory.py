@@ -128,10 +128,11 @@ def _classifier_trace(name: str, dropout: float, batch: int, size: int, device: 
 
 def _untrained_generator(kind: str, width: int, depth: int, dropout: float) -> nn.Module:
     """The architecture's generator with fresh weights (memory does not depend on the weights)."""
-    from vdes_tune.models.generators import build_generator, generator_config
+    from vdes_tune.config import GeneratorConfig
+    from vdes_tune.generator_registry import build_generator
 
     shape = {"unet_width": width, "unet_depth": depth, "unet_dropout": dropout}
-    return build_generator(generator_config(kind, shape))
+    return build_generator(GeneratorConfig.shaped(kind, shape))
 
 
 @functools.lru_cache(maxsize=1024)
