@@ -87,7 +87,7 @@ def test_killed_search_resumes_without_duplicates_or_gaps(search_work, tmp_path)
 
 def _search_status(work: Path, experiment: Path) -> dict:
     """`vdes-tune status`'s entry for one search experiment."""
-    from vdes_tune.stages.status import workspace_status
+    from vdes_tune.status import workspace_status
 
     return {s["path"]: s for s in workspace_status(work)["stages"]}[str(experiment)]
 

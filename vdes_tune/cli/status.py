@@ -26,7 +26,7 @@ def status(
 ) -> None:
     """One line per stage output: done, stale, missing, incomplete or corrupt, with the command that repairs
     it; then leftover temporary folders. Exit 0 only when every stage is done."""
-    from vdes_tune.stages.status import workspace_status
+    from vdes_tune.status import workspace_status
 
     found = workspace_status(work, verify)
     if as_json:
