@@ -176,7 +176,8 @@ class JobRunner:
         running.parent.mkdir(parents=True, exist_ok=True)
         done.parent.mkdir(parents=True, exist_ok=True)
         attempt = 1 + (json.loads(running.read_text())["attempt"] if running.is_file() else 0)
-        self._write(running, {"job_id": job.id, "pid": os.getpid(), "attempt": attempt, "started": time.time()})
+        self._write(running, {"job_id": job.id, "pid": os.getpid(), "attempt": attempt, "started": time.time(),
+                              "node_id": self.node_id})
         start = time.perf_counter()
         cfg = job.config
         device = pick_device(cfg.device if self.device_name == "auto" else self.device_name)
