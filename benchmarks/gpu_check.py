@@ -299,7 +299,8 @@ def paper_job(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
 
 
 def projection(args: argparse.Namespace, out: dict[str, Any]) -> dict[str, Any]:
-    """Step 4: GPU-hours of pipelines/paper.yaml: trained and evaluated images over the measured rates."""
+    """Step 5: GPU-hours of pipelines/paper.yaml: trained and evaluated images over the measured rates, scaled
+    by the timed job's pace against what the rates predict for it."""
     from vdes_tune.search.space import load_space
 
     rates = {(r["classifier"], r["arch"]): r["images_per_s"] for r in out["throughput"]["rows"]}

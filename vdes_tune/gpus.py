@@ -160,11 +160,10 @@ def packing_for(nodes: list[NodeGPUs], cap_gb: float | None = None) -> Packing:
 
 def local_packing(cap_gb: float | None = None, card_gb: float | None = None) -> Packing:
     """The packing a plan assumes: the named card, else this machine's GPUs, else the paper's card."""
-    if card_gb is None:
-        cards = local_cards_mib()
-        nodes = [NodeGPUs("local", len(cards), min(cards) / MIB_PER_GIB)] if cards else []
-        return packing_for(nodes, cap_gb) if nodes else Packing(cap_gb or PAPER_GPU_GB, cap_gb or PAPER_GPU_GB)
-    return packing_for([NodeGPUs("named", 1, card_gb)], cap_gb)
+    if card_gb is not None:
+        return packing_for([NodeGPUs("named", 1, card_gb)], cap_gb)
+    cards = local_cards_mib()
+    return packing_for([NodeGPUs("local", len(cards), min(cards) / MIB_PER_GIB)] if cards else [], cap_gb)
 
 
 def request(fraction: float, packing: Packing) -> dict[str, float]:

@@ -181,12 +181,11 @@ def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dic
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with ray_session(opts.address, log_dir=workspace.root / "logs", name="search"):
-        import ray
-
         from vdes_tune.gpus import cluster_nodes, packing_for
 
-        use_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        packing = packing_for(cluster_nodes(), opts.gpu_memory_gb)
+        nodes = cluster_nodes()
+        use_gpu = any(n.gpus for n in nodes)
+        packing = packing_for(nodes, opts.gpu_memory_gb)
         if use_gpu:
             print(f"[search] {packing.note}", flush=True)
         ctx = TrialContext(space, workspace.spec, input_size(workspace), packing, use_gpu, opts.cpus_per_trial,
