@@ -39,6 +39,7 @@ def pipeline(args: argparse.Namespace) -> dict:
             {"generators": [{"name": "cyclegan-study", "model": "cyclegan", "epochs": args.gan_epochs,
                              "batch_size": 8, "lr": 2.0e-4, "features": 16, "blocks": 2, "disc_features": 16,
                              "seed": args.seed, "samples": 2}]},
+            {"pretrain": {"run": "study"}},
             {"evaluate": {"run": "study", "repeats": args.repeats, "seed": args.seed,
                           "archs": [int(a) for a in args.archs.split(",")],
                           "train": {"classifier": "resnet18", "epochs": args.epochs, "batch_size": 8,

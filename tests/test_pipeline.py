@@ -1,5 +1,5 @@
 """Pipelines: every shipped file loads, bad files name the stage and field, and the smoke pipeline runs
-end to end (ingest, generators, search, export, 3 x 6 evaluation, report), then resumes as a no-op, and a
+end to end (ingest, generators, search, export, pretrain, 3 x 6 evaluation, report), then resumes as a no-op, and a
 plug-in generator (Pix2Pix, #7) goes through evaluation and report with no code of its own."""
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ runner = CliRunner()
 def test_every_shipped_pipeline_loads(path: Path) -> None:
     pipe = load_pipeline(path)
     kinds = [s.kind for s in pipe.stages]
-    assert kinds[0] == "ingest" and kinds[-2:] == ["evaluate", "report"]
+    assert kinds[0] == "ingest" and kinds[-3:] == ["pretrain", "evaluate", "report"]
     assert {"generators", "search", "export"} <= set(kinds)
+    # The pretrain stage carries its evaluation's settings: the generators it makes are the ones evaluate reads.
+    (pretrain,), (evaluate,) = ([s for s in pipe.stages if s.kind == k] for k in ("pretrain", "evaluate"))
+    assert pretrain.settings is evaluate.settings and pretrain.label == f"pretrain {evaluate.settings.run}"
 
 
 @pytest.mark.parametrize("stages, message", [
@@ -41,6 +44,10 @@ def test_every_shipped_pipeline_loads(path: Path) -> None:
     ([{"search": {"space": "no_such_space"}}], r"stages\[0\] \(search\).*no_such_space"),
     ([{"generators": [{"model": "unet"}]}], r"stages\[0\] \(generators\).*needs a name"),
     ([{"export": {}}], r"stages\[0\] \(export\).*experiment"),
+    ([{"evaluate": {"run": "r", "archs": [3, 4]}}], r"stages\[0\] \(evaluate\).*`- pretrain: \{run: r\}` before it"),
+    ([{"evaluate": {"run": "r", "archs": [3, 4]}}, {"pretrain": {"run": "r"}}], r"stages\[1\] \(pretrain\).*no evaluate "
+                                                                             r"stage of run 'r' after it"),
+    ([{"search": {"space": "paper_dropout", "max_concurent": 2}}], r"stages\[0\] \(search\).*max_concurent"),
 ])
 def test_bad_pipelines_name_the_stage_and_field(tmp_path: Path, stages: list, message: str) -> None:
     path = tmp_path / "bad.yaml"
@@ -62,7 +69,8 @@ def test_smoke_pipeline_end_to_end_then_resumes_as_a_no_op(smoke_run, small_data
     work, first = smoke_run
     assert first.exit_code == 0, first.output[-3000:]
     stages = json.loads(first.output[first.output.index("[\n"):])
-    assert [s["stage"] for s in stages] == ["ingest", "generators", "search", "export", "evaluate", "report"]
+    assert [s["stage"] for s in stages] == ["ingest", "generators", "search", "export", "pretrain", "evaluate",
+                                            "report"]
     assert not any(s.get("skipped") for s in stages)
 
     results = pd.read_parquet(work / "eval" / "smoke" / "results.parquet")
@@ -157,7 +165,7 @@ def test_smoke_pipeline_end_to_end_then_resumes_as_a_no_op(smoke_run, small_data
     again = runner.invoke(app, ["run", "smoke", "--data", str(small_dataset), "--work", str(work), "--json"])
     assert again.exit_code == 0, again.output[-3000:]
     redo = {s["stage"]: s for s in json.loads(again.output[again.output.index("[\n"):])}
-    assert all(redo[k]["skipped"] for k in ("ingest", "generators", "search", "evaluate"))
+    assert all(redo[k]["skipped"] for k in ("ingest", "generators", "search", "pretrain", "evaluate"))
     assert {p.name: p.stat().st_mtime_ns for p in (work / "eval" / "smoke" / "jobs").glob("*.json")} == jobs
 
     # A generator the paper did not try, added by declaration only: Pix2Pix (#7) is trained, synthesised,

@@ -6,7 +6,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -19,6 +20,11 @@ C = TypeVar("C")
 def _coerce(value: Any, hint: Any, name: str) -> Any:
     """Turn YAML/JSON scalars and lists into the field's declared type."""
     origin = get_origin(hint)
+    if origin in (Union, UnionType):  # `float | None`: None, or the one other type
+        others = [a for a in get_args(hint) if a is not type(None)]
+        if value is None and len(others) < len(get_args(hint)):
+            return None
+        return _coerce(value, others[0], name) if len(others) == 1 else value
     if origin is Literal:
         if value not in get_args(hint):
             raise BadInputError(f"config field '{name}': {value!r} is not one of {list(get_args(hint))}")
@@ -405,3 +411,37 @@ class EvaluateConfig:
             analysis_config(self.analysis)  # unknown or invalid fields fail here, by name
         except BadInputError as exc:
             raise BadInputError(f"evaluate config field 'analysis': {exc}") from exc
+
+
+# How (not what) the search and the evaluation run: the resources each trial or actor asks for. Defined
+# here once; the commands' flags, the pipelines' fields and the stages all take their defaults from these.
+@dataclass(frozen=True)
+class SearchOptions:
+    """How one search runs: its name and storage, and what each trial reserves."""
+
+    name: str = ""
+    storage: str = ""
+    max_concurrent: int | None = None
+    gpu_memory_gb: float | None = None  # the most a configuration may use; None: the card's memory
+    cpus_per_trial: float = 1.0
+    address: str | None = None
+    mlflow_uri: str = ""
+    max_failures: int = 2
+    calibration: str = ""
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How (not what) to evaluate: where the results go and the resources to use."""
+
+    run: str = "main"
+    actors: int = 0  # 0: as many as the cluster holds
+    cpus_per_actor: float = 1.0
+    gpu_memory_gb: float | None = None  # the most a configuration may use; None: the card's memory
+    calibration: str = ""
+    address: str | None = None
+    force: bool = False
+    verify: bool = False  # check finished jobs' files against the manifest's sha256, not only their sizes
+    max_job_attempts: int = 3  # pool-level resubmissions on top of Ray's own task retries
+    progress: bool = True

@@ -147,7 +147,7 @@ def test_every_help_shows_its_text_as_written() -> None:
 
 
 def test_top_level_help_lists_commands_in_the_order_a_user_meets_them() -> None:
-    from vdes_tune.cli import PANELS
+    from vdes_tune.cli.app import PANELS
 
     shown = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
     at = {name: shown.index(f"│ {name} ") for names in PANELS.values() for name in names}

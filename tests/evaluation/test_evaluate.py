@@ -18,6 +18,7 @@ import torch
 
 from tests.conftest import wait_gone
 from vdes_tune.config import EvaluateConfig
+from vdes_tune.errors import BadInputError
 from vdes_tune.evaluation.jobs import Job, JobRunner, make_jobs, resolve_configs
 from vdes_tune.evaluation.repeats import EvalOptions, Progress, evaluate
 
@@ -108,3 +109,17 @@ def test_progress_eta_follows_the_session_pace():
     # 2 jobs in 20 s -> 10 s a job; 4 left
     assert progress.eta_s(now=120.0) == pytest.approx(40.0)
     assert "6/10 jobs" in progress.line()
+
+
+@pytest.mark.ray
+def test_an_evaluation_never_trains_a_generator_itself(search_work: Path) -> None:
+    """#4 reads a U-Net/PT the pretrain stage makes: evaluate names it and the stage, and writes nothing."""
+    from vdes_tune.evaluation.jobs import generator_needs
+
+    cfg = EvaluateConfig(archs=(3, 4), repeats=1, train=TRAIN, generators={"unet": {"epochs": 1}})
+    (need,) = generator_needs(cfg).values()
+    assert need.arch == 4 and need.config.model == "unet" and need.name.startswith("unet-")
+    with pytest.raises(BadInputError, match=rf"#4 reads the virtual DES of generator {need.name}.*pretrain"):
+        evaluate(cfg, search_work, EvalOptions(run="no-pretrain", progress=False), log=lambda m: None)
+    assert not (search_work / "generators" / need.name).exists()
+    assert not (search_work / "eval" / "no-pretrain" / "plan.json").exists()

@@ -9,9 +9,9 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vdes_tune.cli import app
+from vdes_tune.cli.app import app
 from vdes_tune.cli.status import verify_option
-from vdes_tune.config import IngestConfig, SynthConfig, from_yaml, to_dict
+from vdes_tune.config import SynthConfig, to_dict
 
 
 @app.command()
@@ -68,33 +68,30 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Register, label, crop, denoise and split a raw dataset into Parquet shards (Ray Data)."""
-    from vdes_tune.stages import ingest as stage
+    from vdes_tune.config import read_yaml_mapping
+    from vdes_tune.stages import Context, run_stage
     from vdes_tune.workspace import Workspace
 
-    cfg = from_yaml(IngestConfig, config) if config else IngestConfig()
-    overrides = {k: v for k, v in {"registration": registration, "crop_size": crop_size, "seed": seed}.items()
-                 if v is not None}
+    body = read_yaml_mapping(config) if config else {}
+    body.update({k: v for k, v in {"registration": registration, "crop_size": crop_size, "seed": seed}.items()
+                 if v is not None})
     if strict:
-        overrides["strict"] = True
-    if overrides:
-        from vdes_tune.config import from_dict
-
-        cfg = from_dict(IngestConfig, {**to_dict(cfg), **overrides})
-    summary = stage.run(cfg, Workspace.at(work), data, force=force, address=address, num_cpus=num_cpus,
-                        verify=verify)
+        body["strict"] = True
+    summary = run_stage("ingest", body, Context(Workspace.at(work), data, address, num_cpus, verify, force))
     if as_json:
-        typer.echo(json.dumps(summary.to_dict(), indent=2))
+        typer.echo(json.dumps(summary, indent=2))
         return
-    if summary.skipped:
-        typer.echo(f"{summary.output} is up to date (same config and inputs); --force rebuilds it")
-    typer.echo(f"pairs: {summary.pairs_found} found, {summary.pairs_ingested} ingested; crops: {summary.crops}; "
-               f"rejected: {summary.rejected_bad_input} bad input, {summary.rejected_excluded} excluded/skipped; "
-               f"registration optimum on the search boundary: {summary.boundary_pairs}")
-    for reason, count in summary.rejected_reasons.items():
+    if summary["skipped"]:
+        typer.echo(f"{summary['output']} is up to date (same config and inputs); --force rebuilds it")
+    typer.echo(f"pairs: {summary['pairs_found']} found, {summary['pairs_ingested']} ingested; crops: "
+               f"{summary['crops']}; rejected: {summary['rejected_bad_input']} bad input, "
+               f"{summary['rejected_excluded']} excluded/skipped; registration optimum on the search boundary: "
+               f"{summary['boundary_pairs']}")
+    for reason, count in summary["rejected_reasons"].items():
         typer.echo(f"  {count:5d}  {reason}")
     import pandas as pd
 
     from vdes_tune.data.qa import table_markdown
 
-    typer.echo("\nTable 1 (crops per split and class):\n" + table_markdown(pd.DataFrame(summary.table1)))
-    typer.echo(f"written to {summary.output} (see rejected.csv, qa/)")
+    typer.echo("\nTable 1 (crops per split and class):\n" + table_markdown(pd.DataFrame(summary["table1"])))
+    typer.echo(f"written to {summary['output']} (see rejected.csv, qa/)")

@@ -8,9 +8,10 @@ from typing import List, Optional
 
 import typer
 
-from vdes_tune.cli import app
+from vdes_tune.cli.app import app
 from vdes_tune.cli.options import gpu_memory_option
 from vdes_tune.cli.status import verify_option
+from vdes_tune.config import EvalOptions
 from vdes_tune.errors import BadInputError
 
 
@@ -65,23 +66,39 @@ def evaluate(
                                           "`evaluate:` mapping); flags override it."),
     set_: List[str] = typer.Option([], "--set", help="KEY=VALUE edit, e.g. train.epochs=2 or "
                                            "generators.unet.epochs=5."),
-    actors: int = typer.Option(0, "--actors", min=0, help="Actors in the pool (0: as many as fit)."),
-    cpus_per_actor: float = typer.Option(1.0, "--cpus-per-actor", min=0.1, help="CPUs each actor reserves."),
+    actors: int = typer.Option(EvalOptions.actors, "--actors", min=0, help="Actors in the pool (0: as many as fit)."),
+    cpus_per_actor: float = typer.Option(EvalOptions.cpus_per_actor, "--cpus-per-actor", min=0.1,
+                                         help="CPUs each actor (and each generator's pre-training) reserves."),
     gpu_memory_gb: Optional[float] = gpu_memory_option(),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Memory calibration JSON."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto, host:port or ray://..."),
     force: bool = typer.Option(False, "--force", help="Discard finished jobs of a differently configured run."),
+    pretrain_only: bool = typer.Option(False, "--pretrain-only", help="Only the pretrain stage: train and "
+                                       "synthesise the generators the evaluation reads (#4's U-Net/PT), then stop."),
     verify: bool = verify_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Train every architecture `--repeats` times on a pool of Ray actors; re-running resumes."""
-    from vdes_tune.evaluation.repeats import EvalOptions, evaluate as run_evaluation
+    """Train every architecture `--repeats` times on a pool of Ray actors; re-running resumes. The pretrain
+    stage runs first: it makes the generators the evaluation reads that no `vdes` entry names (#4's U-Net/PT
+    with the searched shape), each once."""
+    from vdes_tune.stages import STAGES, Context
+    from vdes_tune.stages.evaluate import needs_pretrain
+    from vdes_tune.workspace import Workspace
 
-    cfg = build_config(config, configs, repeats, archs, seed, set_, work)
-    opts = EvalOptions(run=run, actors=actors, cpus_per_actor=cpus_per_actor, gpu_memory_gb=gpu_memory_gb,
-                       calibration=str(calibration) if calibration else "", address=address, force=force,
-                       verify=verify)
-    summary = run_evaluation(cfg, work, opts, log=lambda m: typer.echo(m, err=True))
+    body = evaluate_body(config, configs, repeats, archs, seed, set_)
+    body.update({"run": run, "actors": actors, "cpus_per_actor": cpus_per_actor, "gpu_memory_gb": gpu_memory_gb,
+                 "calibration": str(calibration) if calibration else None})
+    log = (lambda m: typer.echo(m, err=True))
+    settings = STAGES.get("evaluate").parse(body)
+    ctx = Context(Workspace.at(work), address=address, verify=verify, force=force, log=log)
+    if needs_pretrain(settings.config) or pretrain_only:
+        made = STAGES.get("pretrain").run(settings, ctx)
+        for g in made["generators"]:
+            log(f"[pretrain] #{g['arch']}: {g['name']} " + ("trained here" if g["trained"] else "already trained"))
+        if pretrain_only:
+            typer.echo(json.dumps(made, indent=2) if as_json else f"next: vdes-tune evaluate --work {work} --run {run}")
+            return
+    summary = STAGES.get("evaluate").run(settings, ctx)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
@@ -95,24 +112,10 @@ def evaluate(
         raise typer.Exit(1)
 
 
-def find_best_file(spec: str, work: str | Path) -> Path:
-    """A best-configuration file: as given, under the workspace, or best/<experiment>.yaml by name."""
-    from vdes_tune.workspace import Workspace
-
-    workspace = Workspace.at(work)
-    workspace.pull(workspace.root / "best")  # a URI workspace's best/ comes to the local mirror
-    root = workspace.root
-    for candidate in (Path(spec), root / spec, root / "best" / f"{spec}.yaml"):
-        if candidate.is_file():
-            return candidate.resolve()
-    raise BadInputError(f"--configs {spec}: no such file, nor {work}/{spec}, nor {work}/best/{spec}.yaml "
-                        f"(see `vdes-tune export`)")
-
-
-def build_config(config: Optional[Path], configs: List[str], repeats: Optional[int], archs: str,
-                 seed: Optional[int], set_: List[str], work: str | Path):
-    """The EvaluateConfig from an optional YAML, then the flags, then --set edits."""
-    from vdes_tune.config import EvaluateConfig, from_dict, parse_set, read_yaml_mapping
+def evaluate_body(config: Optional[Path], configs: List[str], repeats: Optional[int], archs: str,
+                  seed: Optional[int], set_: List[str]) -> dict:
+    """The evaluate stage's mapping from an optional YAML, then the flags, then --set edits."""
+    from vdes_tune.config import parse_set, read_yaml_mapping
 
     data: dict = dict(read_yaml_mapping(config)) if config else {}
     if configs:
@@ -130,8 +133,7 @@ def build_config(config: Optional[Path], configs: List[str], repeats: Optional[i
             node[part] = dict(node.get(part) or {})
             node = node[part]
         node[last] = value
-    data["configs"] = [str(find_best_file(str(p), work)) for p in data.get("configs", [])]
-    return from_dict(EvaluateConfig, data)
+    return data
 
 
 @app.command("report")
@@ -147,10 +149,12 @@ def report_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print paths, Table 3 and the answer as JSON."),
 ) -> None:
     """Write report/<run>/: the answer first, figures, then tables (CSV, JSON), as report.md and report.html."""
-    from vdes_tune.report import search as search_report, study
+    from vdes_tune.stages import Context, report
+    from vdes_tune.workspace import Workspace
 
+    settings = report.parse({"run": run, "margin": margin, "search": search or "", "storage": storage})
+    found = report.build(settings, Context(Workspace.at(work)))
     if search:
-        found = search_report.build(work, search, storage)
         if as_json:
             typer.echo(json.dumps(found, indent=2, default=str))
             return
@@ -159,15 +163,16 @@ def report_cmd(
         typer.echo(f"{found['trials']} trials ({found['complete_trials']} complete); importance: {note}")
         typer.echo(f"wrote {found['report_html']}\nwrote {found['report_md']}")
         return
-    out = study.build(work, run, margin=margin)
     if as_json:
-        tables = json.loads(Path(out["report_md"]).with_name("tables").joinpath("tables.json").read_text())
-        typer.echo(json.dumps({k: v for k, v in out.items() if k not in ("tables", "answer_detail")} |
+        tables = json.loads(Path(found["report_md"]).with_name("tables").joinpath("tables.json").read_text())
+        typer.echo(json.dumps({k: v for k, v in found.items() if k not in ("tables", "answer_detail")} |
                               {"table3": tables["table3"], "verdicts": tables["answer"]}, indent=2))
         return
-    typer.echo(study.table3_display(out["tables"]["table3"]).to_string(index=False))
-    print_answer(out["answer_detail"])
-    typer.echo(f"\nwrote {out['report_html']}\nwrote {out['report_md']}")
+    from vdes_tune.report.study import table3_display
+
+    typer.echo(table3_display(found["tables"]["table3"]).to_string(index=False))
+    print_answer(found["answer_detail"])
+    typer.echo(f"\nwrote {found['report_html']}\nwrote {found['report_md']}")
 
 
 @app.command("plan-study")

@@ -9,23 +9,25 @@ from typing import Optional
 
 import typer
 
-from vdes_tune.cli import app
+from vdes_tune.cli.app import app
 from vdes_tune.cli.status import verify_option
-from vdes_tune.config import GeneratorConfig
 
 generators_app = typer.Typer(help="LE -> DES generators: train (U-Net/PT, CycleGAN, Pix2Pix), synthesize, "
                              "apply to new images, export.", no_args_is_help=True)
 app.add_typer(generators_app, name="generators")
 
 
-def _config(model: str, config: Optional[Path], overrides: dict) -> GeneratorConfig:
+def _job(model: str, name: Optional[str], config: Optional[Path], overrides: dict):
+    """The generator `generators train` trains, read as a pipeline's generators stage reads one entry."""
     from vdes_tune.config import read_yaml_mapping
     from vdes_tune.errors import BadInputError
+    from vdes_tune.stages.generators import entry
 
     base = read_yaml_mapping(config) if config else {}
     if base.pop("model", model) != model:
         raise BadInputError(f"{config}: field 'model' is not {model!r}, the model this command trains")
-    return GeneratorConfig.for_model(model, **{**base, **{k: v for k, v in overrides.items() if v is not None}})
+    fields = {k: v for k, v in overrides.items() if v is not None}
+    return entry({**base, **fields, "model": model, "name": name or base.get("name") or model, "synthesize": False})
 
 
 @generators_app.command("train")
@@ -53,7 +55,7 @@ def train_generator(
     from vdes_tune.stages import generators as stage
     from vdes_tune.workspace import Workspace
 
-    cfg = _config(model, config, {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+    job = _job(model, name, config, {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                   "unet_width": width, "unet_depth": depth, "unet_dropout": dropout,
                                   "patience": patience, "device": device})
 
@@ -63,7 +65,7 @@ def train_generator(
             typer.echo(f"epoch {r['epoch']:3d}  loss {r['train_loss']:.4f}  val L1 {v['l1']:.4f} "
                        f"PSNR {v['psnr']:.2f} SSIM {v['ssim']:.3f}  {r['seconds']:.1f}s")
 
-    summary = stage.train(cfg, Workspace.at(work), name, force, on_epoch=show, verify=verify)
+    summary = stage.train(job.config, Workspace.at(work), job.name, force, on_epoch=show, verify=verify)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
         return

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vdes_tune.cli import app
+from vdes_tune.cli.app import app
 
 models_app = typer.Typer(help="The model registry: generators and classifiers.", no_args_is_help=True)
 app.add_typer(models_app, name="models")

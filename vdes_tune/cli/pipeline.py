@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from vdes_tune.cli import app
+from vdes_tune.cli.app import app
 from vdes_tune.cli.status import verify_option
 
 DEMO_PATIENTS = 48

@@ -8,8 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from vdes_tune.cli import app
+from vdes_tune.cli.app import app
 from vdes_tune.cli.options import gpu_memory_option
+from vdes_tune.config import SearchOptions
 
 SPACE_HELP = "A search-space YAML file, or the name of a shipped one (paper_classifier_lr, joint, ...)."
 SET_HELP = "KEY=VALUE edit of the space: a top-level field (repeats=2), asha.grace_period=2, or train.<field>=V."
@@ -115,32 +116,35 @@ def search(
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="Trials at once at most."),
     num_samples: Optional[int] = typer.Option(None, "--num-samples", min=1, help="Override num_samples (not grid)."),
     gpu_memory_gb: Optional[float] = gpu_memory_option(),
-    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", min=0.1, help="CPUs each trial reserves."),
+    cpus_per_trial: float = typer.Option(SearchOptions.cpus_per_trial, "--cpus-per-trial", min=0.1,
+                                         help="CPUs each trial reserves."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto, host:port or ray://..."),
     mlflow_uri: Optional[str] = typer.Option(None, "--mlflow-uri", help="Also log trials to this MLflow tracking URI."),
-    max_failures: int = typer.Option(2, "--max-failures", min=0, help="Retries of a failed trial from its checkpoint."),
+    max_failures: int = typer.Option(SearchOptions.max_failures, "--max-failures", min=0,
+                                     help="Retries of a failed trial from its checkpoint."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Memory calibration JSON."),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON."),
 ) -> None:
     """Run a Ray Tune search of a space (running the same command again resumes it); print a leaderboard."""
     from vdes_tune.search.export import leaderboard, load_experiment
-    from vdes_tune.search.runner import SearchOptions, print_leaderboard, run_search
-    from vdes_tune.search.space import load_space, with_samples
+    from vdes_tune.search.runner import print_leaderboard
+    from vdes_tune.stages import Context, run_stage
+    from vdes_tune.workspace import Workspace
 
-    sp = with_samples(load_space(space, set_), num_samples)
-    opts = SearchOptions(name=name or "", storage=storage or "", max_concurrent=max_concurrent,
-                         gpu_memory_gb=gpu_memory_gb, cpus_per_trial=cpus_per_trial, address=address,
-                         mlflow_uri=mlflow_uri or "", max_failures=max_failures,
-                         calibration=str(calibration) if calibration else "", overrides=tuple(set_))
-    summary = run_search(sp, work, opts)
+    body = {"space": space, "name": name, "storage": storage, "max_concurrent": max_concurrent,
+            "num_samples": num_samples, "gpu_memory_gb": gpu_memory_gb, "cpus_per_trial": cpus_per_trial,
+            "mlflow_uri": mlflow_uri, "max_failures": max_failures, "set": list(set_),
+            "calibration": str(calibration) if calibration else None}
+    summary = run_stage("search", body, Context(Workspace.at(work), address=address))
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
     board = leaderboard(load_experiment(summary["path"]))
+    state = " (already finished: nothing to run)" if summary["skipped"] else ""
     typer.echo(f"{summary['experiment']}: {summary['finished']}/{summary['trials']} finished, "
-               f"{summary['infeasible']} infeasible, {summary['errored']} errored; stored in {summary['path']}")
-    print_leaderboard(board, sp.metric)
+               f"{summary['infeasible']} infeasible, {summary['errored']} errored; stored in {summary['path']}{state}")
+    print_leaderboard(board, summary["metric"])
     typer.echo(f"next: vdes-tune export {summary['experiment']} --work {work}")
 
 
@@ -152,9 +156,10 @@ def export_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Write best/<experiment>.yaml (best config per architecture) and best/<experiment>-leaderboard.csv."""
-    from vdes_tune.search.export import export
+    from vdes_tune.stages import Context, run_stage
+    from vdes_tune.workspace import Workspace
 
-    out = export(experiment, work, storage or "")
+    out = run_stage("export", {"experiment": experiment, "storage": storage or ""}, Context(Workspace.at(work)))
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return

@@ -7,7 +7,7 @@ import json
 
 import typer
 
-from vdes_tune.cli import app
+from vdes_tune.cli.app import app
 
 VERIFY_HELP = ("Skip a stage only when its files match the manifest's sha256 (default: only their sizes, "
                "which catches truncation but not a flipped byte).")

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from vdes_tune.cli import app
+from vdes_tune.cli.app import app
 from vdes_tune.config import TrainConfig, from_dict, from_yaml, to_dict
 
 

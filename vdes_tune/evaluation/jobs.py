@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vdes_tune.config import EvaluateConfig, TrainConfig, config_hash, from_dict, to_dict
+from vdes_tune.config import EvaluateConfig, GeneratorConfig, TrainConfig, config_hash, from_dict, to_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.models.architectures import Architecture, get_architecture
 from vdes_tune.generator_registry import UNET_SHAPE
@@ -102,6 +102,37 @@ def resolve_configs(cfg: EvaluateConfig, vdes: dict[int, str] | None = None) -> 
         except BadInputError as exc:
             raise BadInputError(f"architecture #{a}: {exc}") from exc
     return plans
+
+
+@dataclass(frozen=True)
+class GeneratorNeed:
+    """The virtual DES one architecture reads: a named finished set (`vdes:`), or a generator the pretrain
+    stage trains and synthesises (`config` set), named by its config so a finished one is found again."""
+
+    arch: int
+    name: str
+    config: GeneratorConfig | None = None
+
+
+def generator_needs(cfg: EvaluateConfig) -> dict[int, GeneratorNeed]:
+    """Every evaluated architecture with a pre-trained generator (#4, #6, #7) and the virtual DES it reads:
+    the set named in `vdes`, else the generator's paper defaults, then the shape the architecture was
+    searched or set with (the U-Net/PT takes #4's searched width and depth), then `generators` overrides."""
+    from vdes_tune.generator_registry import GENERATORS
+    from vdes_tune.models.architectures import pretrained_generators
+
+    plans = resolve_configs(cfg)
+    needs = {}
+    for a, model in pretrained_generators().items():
+        if a not in cfg.archs:
+            continue
+        if a in cfg.vdes:
+            needs[a] = GeneratorNeed(a, cfg.vdes[a])
+            continue
+        shape = {k: getattr(plans[a].config, k) for k in GENERATORS.get(model).shape_fields if k in plans[a].origin}
+        gcfg = GeneratorConfig.for_model(model, **{"seed": cfg.seed, **shape, **cfg.generators.get(model, {})})
+        needs[a] = GeneratorNeed(a, f"{model}-{config_hash(gcfg)[:8]}", gcfg)
+    return needs
 
 
 def make_jobs(plans: dict[int, ArchPlan], repeats: int, base_seed: int) -> list[Job]:

@@ -15,14 +15,13 @@ import shutil
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
 import pandas as pd
 
 from vdes_tune import __version__
-from vdes_tune.config import EvaluateConfig, GeneratorConfig, config_hash, to_dict
+from vdes_tune.config import EvalOptions, EvaluateConfig, config_hash, to_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.gpus import Packing
 from vdes_tune.evaluation.jobs import ArchPlan, Job, JobRunner, check_archs, make_jobs, resolve_configs, result_row
@@ -32,22 +31,6 @@ from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, check_outputs, datas
 
 RESULTS = "results.parquet"
 PREDICTIONS = "predictions.parquet"
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """How (not what) to evaluate: where the results go and the resources to use."""
-
-    run: str = "main"
-    actors: int = 0  # 0: as many as the cluster holds
-    cpus_per_actor: float = 1.0
-    gpu_memory_gb: float | None = None  # the most a configuration may use; None: the card's memory
-    calibration: str = ""
-    address: str | None = None
-    force: bool = False
-    verify: bool = False  # check finished jobs' files against the manifest's sha256, not only their sizes
-    max_job_attempts: int = 3  # pool-level resubmissions on top of Ray's own task retries
-    progress: bool = True
 
 
 class Progress:
@@ -105,8 +88,8 @@ def evaluate(cfg: EvaluateConfig, work: str | Path, opts: EvalOptions = EvalOpti
     dataset = dataset_fingerprint(workspace.dataset)
     if not workspace.uri:  # a URI workspace's shards are read by the actors there, not mirrored here
         check_outputs(workspace.dataset.root)
+    vdes = virtual_des_sets(cfg, workspace, dataset)
     with ray_session(opts.address, log_dir=workspace.root / "logs", name="evaluate"):
-        vdes = _prepare_generators(cfg, workspace, opts, log)
         plans = resolve_configs(cfg, vdes)
         check_archs(plans)
         jobs = make_jobs(plans, cfg.repeats, cfg.seed)
@@ -223,61 +206,26 @@ def collect(out: Path, jobs: list[Job]) -> pd.DataFrame:
     return frame
 
 
-def _prepare_generators(cfg: EvaluateConfig, workspace: Workspace, opts: EvalOptions,
-                        log: Callable[[str], None]) -> dict[int, str]:
-    """The vdes/<name> set of every architecture with a pre-trained generator (#4, #6, #7): the one named in
-    the config, else a generator trained here once (reused from generators/ when a finished one has the same
-    config) and synthesised once."""
-    import ray
+def virtual_des_sets(cfg: EvaluateConfig, workspace: Workspace, dataset: dict[str, str]) -> dict[int, str]:
+    """The vdes/<name> set each architecture with a pre-trained generator reads; each must be finished, on
+    this dataset (the pretrain stage makes the ones not named in `vdes`)."""
+    from vdes_tune.evaluation.jobs import generator_needs
 
-    from vdes_tune.models.architectures import pretrained_generators
-    from vdes_tune.generator_registry import GENERATORS
-    from vdes_tune.stages import generators
-
-    names: dict[int, str] = {}
-    to_train: dict[int, GeneratorConfig] = {}
-    plans = resolve_configs(cfg)
-    for a, model in pretrained_generators().items():
-        if a not in cfg.archs:
-            continue
-        if a in cfg.vdes:
-            made = read_manifest(workspace.pull(workspace.vdes(cfg.vdes[a])))
-            if not made or not made.get("complete"):
-                raise BadInputError(f"evaluate config field 'vdes.{a}': {workspace.vdes(cfg.vdes[a])} is not a "
-                                    f"finished virtual DES set (see `vdes-tune generators synthesize`)")
-            names[a] = cfg.vdes[a]
-            continue
-        # The generator's paper defaults, then the shape the architecture was searched or set with (the
-        # U-Net/PT takes #4's searched width and depth), then the evaluation's generator overrides.
-        plan = plans[a]
-        shape = {k: getattr(plan.config, k) for k in GENERATORS.get(model).shape_fields if k in plan.origin}
-        gcfg = GeneratorConfig.for_model(model, **{"seed": cfg.seed, **shape, **cfg.generators.get(model, {})})
-        names[a] = f"{model}-{config_hash(gcfg)[:8]}"
-        if not generators.is_trained(gcfg, workspace, names[a], opts.verify):
-            to_train[a] = gcfg
-    if to_train:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        log(f"[evaluate] training generator(s) {', '.join(names[a] for a in to_train)} once, for "
-            f"{', '.join(f'#{a}' for a in to_train)}")
-        task = ray.remote(_train_generator).options(num_cpus=opts.cpus_per_actor, num_gpus=1 if gpus else 0,
-                                                    max_retries=1)
-        refs = [task.remote(to_dict(g), workspace.spec, names[a], opts.cpus_per_actor)
-                for a, g in to_train.items()]
-        ray.get(refs)
-    for a in names:
-        if a not in cfg.vdes:
-            generators.synthesize(names[a], workspace, address=opts.address, verify=opts.verify)
+    names = {}
+    for a, need in generator_needs(cfg).items():
+        folder = workspace.pull(workspace.vdes(need.name))
+        made = read_manifest(folder) or {}
+        inputs = made.get("inputs") or {}
+        if made.get("complete") and all(inputs.get(k) == v for k, v in dataset.items()):
+            names[a] = need.name
+        elif need.config is None:
+            raise BadInputError(f"evaluate config field 'vdes.{a}': {folder} is not a finished virtual DES set of "
+                                f"this dataset (see `vdes-tune generators synthesize`)")
+        else:
+            raise BadInputError(f"architecture #{a} reads the virtual DES of generator {need.name}, which is not "
+                                f"made yet: run the pretrain stage first (`vdes-tune evaluate --pretrain-only` with "
+                                f"the same settings, or `- pretrain: {{run: ...}}` before the pipeline's evaluate)")
     return names
-
-
-def _train_generator(cfg: dict[str, Any], work: str, name: str, cpus: float) -> str:
-    import torch
-
-    from vdes_tune.config import from_dict
-    from vdes_tune.stages import generators
-
-    torch.set_num_threads(max(1, int(cpus)))
-    return generators.train(from_dict(GeneratorConfig, cfg), Workspace.at(work), name)["output"]
 
 
 def _pool_size(plans: dict[int, ArchPlan], workspace: Workspace, opts: EvalOptions, jobs: int

@@ -10,6 +10,7 @@ from typing import Any
 
 RACE_LOG = "race.json"  # the seed race's decisions (race_searcher.RacingSearcher)
 RUNG_LOG = "rungs.json"  # the epoch rungs' stops with their cutoffs (race_searcher.RungScheduler)
+SEED_START, SEED_COUNT = "_seed_start", "_seed_count"  # config keys a seed race adds to a point's trials
 
 
 def paired_p(diffs: list[float], test: str = "wilcoxon") -> float:

@@ -27,8 +27,7 @@ from typing import Any
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from vdes_tune.search.race import evidence, paired_p, point_id, seed_scores
-from vdes_tune.search.trainable import SEED_COUNT, SEED_START
+from vdes_tune.search.race import SEED_COUNT, SEED_START, evidence, paired_p, point_id, seed_scores
 from vdes_tune.search.unique import PickledSearcher
 
 

@@ -7,13 +7,12 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
-from vdes_tune.config import to_dict
+from vdes_tune.config import SearchOptions, to_dict
 from vdes_tune.errors import BadInputError
 from vdes_tune.search.race import RACE_LOG, RUNG_LOG
 from vdes_tune.search.space import SearchSpace
@@ -22,23 +21,6 @@ from vdes_tune.search.strategy import build_scheduler, build_searcher
 from vdes_tune.search.trainable import TrialContext, resources_for, run_trial
 from vdes_tune.training.memory import Calibration, load_calibration
 from vdes_tune.workspace import Workspace, dataset_fingerprint, read_manifest
-
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """Command-line settings of one search."""
-
-    name: str = ""
-    storage: str = ""
-    max_concurrent: int | None = None
-    gpu_memory_gb: float | None = None  # the most a configuration may use; None: the card's memory
-    cpus_per_trial: float = 1.0
-    address: str | None = None
-    mlflow_uri: str = ""
-    max_failures: int = 2
-    calibration: str = ""
-    overrides: tuple[str, ...] = field(default_factory=tuple)
 
 
 def input_size(workspace: Workspace) -> int:
@@ -110,6 +92,11 @@ def _callbacks(space: SearchSpace, opts: SearchOptions, name: str) -> list[Any]:
         callbacks.append(MLflowLoggerCallback(tracking_uri=opts.mlflow_uri, experiment_name=name,
                                               save_artifact=False))
     return callbacks
+
+
+def experiment_location(workspace: Workspace, opts: SearchOptions) -> str:
+    """Where the experiment of a search lives (its storage, then its name)."""
+    return experiment_path(_storage(workspace, opts), opts.name)
 
 
 def _storage(workspace: Workspace, opts: SearchOptions) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from vdes_tune.config import TrainConfig
+from vdes_tune.search.race import SEED_COUNT, SEED_START
 from vdes_tune.search.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -186,9 +187,6 @@ def _replay_fitter(source: ReplaySource, cfg: TrainConfig, point: dict[str, Any]
     rows = [{"f1": r.val_f1, "roc_auc": r.val_roc_auc, "loss": r.val_loss, "accuracy": r.val_accuracy,
              "macro_f1": r.val_macro_f1} for r in curve.itertuples()]
     return Fitter(_ReplayTask(rows), [], [None], None, min(cfg.epochs, len(rows)), keep_best_state=False)
-
-
-SEED_START, SEED_COUNT = "_seed_start", "_seed_count"  # config keys a seed race adds to a point's trials
 
 
 def trial_seeds(space: SearchSpace, config: dict[str, Any]) -> list[int]:

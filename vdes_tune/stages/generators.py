@@ -12,6 +12,7 @@ from typing import Any, Callable
 from vdes_tune import __version__
 from vdes_tune.config import GeneratorConfig, config_hash, from_yaml, to_dict
 from vdes_tune.errors import BadInputError
+from vdes_tune.stages.contract import Context, Stage, mapping
 from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, atomic_dir, check_outputs, dataset_fingerprint,
                                  manifest_matches, output_index, read_manifest, sweep_debris, write_json)
 
@@ -135,3 +136,45 @@ def synthesize(name: str, workspace: Workspace, force: bool = False, address: st
             })
         workspace.push(final)
     return SynthesizeSummary(workspace.location(final), False, rows, round(time.perf_counter() - start, 2))
+
+
+@dataclass(frozen=True)
+class GeneratorJob:
+    """One declared generator: its folder names (generators/<name>, vdes/<name>), its config, and whether its
+    virtual DES shards are written after training."""
+
+    name: str
+    config: GeneratorConfig
+    synthesize: bool = True
+
+
+def entry(body: Any) -> GeneratorJob:
+    """One generator from `{name, model, synthesize, ...GeneratorConfig fields}` (a pipeline's list item, or
+    what `vdes-tune generators train` builds from its flags)."""
+    g = mapping(body)
+    name, synthesize = g.pop("name", None), g.pop("synthesize", True)
+    if not name:
+        raise BadInputError("every generator needs a name (its generators/<name> and vdes/<name> folders)")
+    return GeneratorJob(str(name), GeneratorConfig.for_model(g.pop("model", "unet"), **g), bool(synthesize))
+
+
+def parse(body: Any) -> tuple[GeneratorJob, ...]:
+    """The generators stage's list of generators."""
+    if not isinstance(body, list) or not body:
+        raise BadInputError("expected a list of generators, each {name, model, ...GeneratorConfig fields}")
+    return tuple(entry(g) for g in body)
+
+
+def _run_stage(jobs: tuple[GeneratorJob, ...], ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {"skipped": True, "generators": []}
+    for job in jobs:
+        trained = train(job.config, ctx.workspace, job.name, ctx.force, verify=ctx.verify)
+        made = synthesize(job.name, ctx.workspace, ctx.force, ctx.address, ctx.num_cpus,
+                          verify=ctx.verify) if job.synthesize else None
+        out["skipped"] &= bool(trained["skipped"]) and (made is None or made.skipped)
+        out["generators"].append({"name": job.name, "model": job.config.model, "config": to_dict(job.config)})
+    return out
+
+
+STAGE = Stage("generators", "generators/<name>: trained LE -> DES networks; vdes/<name>: their virtual DES",
+              parse, _run_stage)

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from vdes_tune import __version__, remote
-from vdes_tune.config import IngestConfig, config_hash, to_dict, to_yaml
+from vdes_tune.config import IngestConfig, config_hash, from_dict, to_dict, to_yaml
 from vdes_tune.data import dicom, qa, shards
 from vdes_tune.data.cdd_cesm import RawLayout, Rejection, build_catalog, find_layout
 from vdes_tune.data.splits import assign_patients, split_record
 from vdes_tune.errors import BadInputError
 from vdes_tune.runtime import ray_session
+from vdes_tune.stages.contract import Context, Stage, mapping
 from vdes_tune.workspace import (SCHEMA_VERSION, Workspace, atomic_dir, hash_files, manifest_matches, output_index,
                                  sweep_debris, write_json)
 
@@ -213,3 +214,17 @@ def _write_tables(out: Path, cfg: IngestConfig, pairs: pd.DataFrame, reg: pd.Dat
         table1=table.to_dict("records"),
     )
 
+
+
+def parse(body: Any) -> IngestConfig:
+    """The ingest settings of a pipeline stage or of `vdes-tune ingest` (IngestConfig fields)."""
+    return from_dict(IngestConfig, mapping(body))
+
+
+def _run_stage(cfg: IngestConfig, ctx: Context) -> dict[str, Any]:
+    if ctx.data is None:
+        raise BadInputError("ingest needs the raw dataset (--data)")
+    return run(cfg, ctx.workspace, ctx.data, ctx.force, ctx.address, ctx.num_cpus, ctx.verify).to_dict()
+
+
+STAGE = Stage("ingest", "dataset/: registered pairs, crops, splits, Parquet shards, QA", parse, _run_stage)
