@@ -45,8 +45,8 @@ def test_every_shipped_pipeline_loads(path: Path) -> None:
     ([{"generators": [{"model": "unet"}]}], r"stages\[0\] \(generators\).*needs a name"),
     ([{"export": {}}], r"stages\[0\] \(export\).*experiment"),
     ([{"evaluate": {"run": "r", "archs": [3, 4]}}], r"stages\[0\] \(evaluate\).*`- pretrain: \{run: r\}` before it"),
-    ([{"evaluate": {"run": "r", "archs": [3, 4]}}, {"pretrain": {"run": "r"}}], r"stages\[1\] \(pretrain\).*no evaluate "
-                                                                             r"stage of run 'r' after it"),
+    ([{"evaluate": {"run": "r", "archs": [3, 4]}}, {"pretrain": {"run": "r"}}],
+     r"stages\[1\] \(pretrain\).*no evaluate stage of run 'r' after it"),
     ([{"search": {"space": "paper_dropout", "max_concurent": 2}}], r"stages\[0\] \(search\).*max_concurent"),
 ])
 def test_bad_pipelines_name_the_stage_and_field(tmp_path: Path, stages: list, message: str) -> None:
@@ -181,6 +181,12 @@ def test_smoke_pipeline_end_to_end_then_resumes_as_a_no_op(smoke_run, small_data
     made = json.loads((work / "generators" / name / "manifest.json").read_text())
     assert made["config"]["model"] == "pix2pix" and made["config"]["unet_width"] == 8
     assert (work / "generators" / name / "discriminator.pt").is_file()
+    # The pretrain stage alone, as `evaluate` ran it first: the same generator, found again, not retrained.
+    again = runner.invoke(app, ["evaluate", "--work", str(work), "--run", "plugin", "--archs", "3,7", "--repeats", "2",
+                                "--pretrain-only", "--json", *[a for e in edits for a in ("--set", e)]])
+    assert again.exit_code == 0, again.output[-3000:]
+    made = json.loads(again.output[again.output.index("{"):])
+    assert made["skipped"] and made["generators"] == [{"arch": 7, "name": name, "model": "pix2pix", "trained": False}]
     plugged = runner.invoke(app, ["report", "--work", str(work), "--run", "plugin", "--json"])
     assert plugged.exit_code == 0, plugged.output[-3000:]
     doc = json.loads((work / "report" / "plugin" / "tables" / "tables.json").read_text())

@@ -93,10 +93,8 @@ def evaluate(
     ctx = Context(Workspace.at(work), address=address, verify=verify, force=force, log=log)
     if needs_pretrain(settings.config) or pretrain_only:
         made = STAGES.get("pretrain").run(settings, ctx)
-        for g in made["generators"]:
-            log(f"[pretrain] #{g['arch']}: {g['name']} " + ("trained here" if g["trained"] else "already trained"))
         if pretrain_only:
-            typer.echo(json.dumps(made, indent=2) if as_json else f"next: vdes-tune evaluate --work {work} --run {run}")
+            typer.echo(json.dumps(made, indent=2) if as_json else "next: the same command without --pretrain-only")
             return
     summary = STAGES.get("evaluate").run(settings, ctx)
     if as_json:

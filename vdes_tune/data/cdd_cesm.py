@@ -24,7 +24,7 @@ PATHOLOGY_COLUMN = "Pathology Classification/ Follow up"
 PATHOLOGIES = ("Normal", "Benign", "Malignant")
 REGION_SHAPES = ("polygon", "polyline", "ellipse", "circle", "point")
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
-# Columns of a catalog's pairs, whichever reader made it (this one, or data/dicom.py).
+# Columns of a catalog's pairs, whichever reader made it (this one, or data/dicom/catalog.py).
 CATALOG_COLUMNS = ("pair_id", "patient_id", "side", "view", "le_path", "des_path", "le_file", "des_file",
                    "pathology", "pathology_le", "pathology_des", "birads_le", "birads_des", "label", "le_regions",
                    "des_regions", "n_regions")

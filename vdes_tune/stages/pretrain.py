@@ -41,6 +41,9 @@ def run(stage: EvaluateStage, ctx: Context) -> dict[str, Any]:
                                            "trained": a in to_train} for a, n in needs.items()]}
     if not needs:
         return out
+    for a, n in needs.items():
+        if a not in to_train:
+            ctx.log(f"[pretrain] #{a}: {n.name} already trained")
     with ray_session(ctx.address, ctx.num_cpus, workspace.root / "logs", "pretrain"):
         if to_train:
             gpus = ray.cluster_resources().get("GPU", 0)
