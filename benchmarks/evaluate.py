@@ -21,7 +21,7 @@ from vdes_tune.phantom.dataset import write_dataset
 from vdes_tune.evaluation.repeats import EvalOptions, evaluate
 from vdes_tune.runtime import ray_session
 from vdes_tune.stages import Context, ingest, pretrain
-from vdes_tune.stages.evaluate import EvaluateStage, needs_pretrain
+from vdes_tune.stages.evaluate import EvaluateStage
 from vdes_tune.workspace import Workspace
 
 POOLS = (("1 actor x 1 CPU", 1, 1.0), ("1 actor x 2 CPUs", 1, 2.0), ("2 actors x 1 CPU", 2, 1.0))
@@ -43,8 +43,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ray_session(num_cpus=2):
         write_dataset(SynthConfig(patients=args.patients, size="small", seed=0), f"{tmp}/raw")
         ingest.run(IngestConfig(crop_size=args.crop_size), Workspace.at(f"{tmp}/work"), f"{tmp}/raw")
-        if needs_pretrain(cfg):  # #4 or #7: their generators are made once, outside the timed pools
-            pretrain.run(EvaluateStage(cfg, EvalOptions()), Context(Workspace.at(f"{tmp}/work"), log=lambda m: None))
+        # #4's or #7's generator, if evaluated, is made once here, outside the timed pools.
+        pretrain.run(EvaluateStage(cfg, EvalOptions()), Context(Workspace.at(f"{tmp}/work"), log=lambda m: None))
         rows, results = [], {}
         for label, actors, cpus in POOLS:
             run = label.replace(" ", "").replace("x", "-")

@@ -87,7 +87,7 @@ def load_pipeline(spec: str | Path) -> Pipeline:
 def _link_pretrain(steps: list[Step], path: Path) -> tuple[Step, ...]:
     """Give each `pretrain: {run: R}` the settings of the evaluate stage of run R after it, and require one
     before every evaluation that reads a generator no `vdes` entry names."""
-    from vdes_tune.stages.evaluate import needs_pretrain
+    from vdes_tune.evaluation.jobs import needs_pretrain
 
     evaluations = {i: s.settings for i, s in enumerate(steps) if s.kind == "evaluate"}
     linked = list(steps)

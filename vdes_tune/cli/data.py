@@ -77,7 +77,8 @@ def ingest(
                  if v is not None})
     if strict:
         body["strict"] = True
-    summary = run_stage("ingest", body, Context(Workspace.at(work), data, address, num_cpus, verify, force))
+    ctx = Context(Workspace.at(work), data, address=address, num_cpus=num_cpus, verify=verify, force=force)
+    summary = run_stage("ingest", body, ctx)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return

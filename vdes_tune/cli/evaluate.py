@@ -82,7 +82,6 @@ def evaluate(
     stage runs first: it makes the generators the evaluation reads that no `vdes` entry names (#4's U-Net/PT
     with the searched shape), each once."""
     from vdes_tune.stages import STAGES, Context
-    from vdes_tune.stages.evaluate import needs_pretrain
     from vdes_tune.workspace import Workspace
 
     body = evaluate_body(config, configs, repeats, archs, seed, set_)
@@ -91,11 +90,10 @@ def evaluate(
     log = (lambda m: typer.echo(m, err=True))
     settings = STAGES.get("evaluate").parse(body)
     ctx = Context(Workspace.at(work), address=address, verify=verify, force=force, log=log)
-    if needs_pretrain(settings.config) or pretrain_only:
-        made = STAGES.get("pretrain").run(settings, ctx)
-        if pretrain_only:
-            typer.echo(json.dumps(made, indent=2) if as_json else "next: the same command without --pretrain-only")
-            return
+    made = STAGES.get("pretrain").run(settings, ctx)  # returns at once when no generator needs making
+    if pretrain_only:
+        typer.echo(json.dumps(made, indent=2) if as_json else "next: the same command without --pretrain-only")
+        return
     summary = STAGES.get("evaluate").run(settings, ctx)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

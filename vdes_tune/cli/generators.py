@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from vdes_tune.cli.app import app
 from vdes_tune.cli.status import verify_option
 
+if TYPE_CHECKING:
+    from vdes_tune.stages.generators import GeneratorJob
+
 generators_app = typer.Typer(help="LE -> DES generators: train (U-Net/PT, CycleGAN, Pix2Pix), synthesize, "
                              "apply to new images, export.", no_args_is_help=True)
 app.add_typer(generators_app, name="generators")
 
 
-def _job(model: str, name: Optional[str], config: Optional[Path], overrides: dict):
+def _job(model: str, name: Optional[str], config: Optional[Path], overrides: dict) -> "GeneratorJob":
     """The generator `generators train` trains, read as a pipeline's generators stage reads one entry."""
     from vdes_tune.config import read_yaml_mapping
     from vdes_tune.errors import BadInputError

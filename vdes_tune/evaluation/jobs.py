@@ -114,6 +114,14 @@ class GeneratorNeed:
     config: GeneratorConfig | None = None
 
 
+def needs_pretrain(cfg: EvaluateConfig) -> bool:
+    """True when an evaluated architecture reads a generator the pretrain stage makes (none named in `vdes`);
+    unlike generator_needs, it reads no best file, so a pipeline can check it before any stage ran."""
+    from vdes_tune.models.architectures import pretrained_generators
+
+    return any(a in cfg.archs and a not in cfg.vdes for a in pretrained_generators())
+
+
 def generator_needs(cfg: EvaluateConfig) -> dict[int, GeneratorNeed]:
     """Every evaluated architecture with a pre-trained generator (#4, #6, #7) and the virtual DES it reads:
     the set named in `vdes`, else the generator's paper defaults, then the shape the architecture was

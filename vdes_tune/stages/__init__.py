@@ -15,7 +15,6 @@ for _module in (ingest, generators, search, export, pretrain, evaluate, report):
     STAGES.register(_module.STAGE.name)(_module.STAGE)
 
 
-
 def run_stage(name: str, body: Any, ctx: Context) -> dict[str, Any]:
     """Parse `body` as the settings of stage `name` and run it: what every command does."""
     stage = STAGES.get(name)

@@ -52,13 +52,6 @@ def resolved(stage: EvaluateStage, workspace: Workspace) -> EvaluateConfig:
     return from_dict(EvaluateConfig, {**to_dict(stage.config), "configs": found})
 
 
-def needs_pretrain(cfg: EvaluateConfig) -> bool:
-    """True when an evaluated architecture reads a generator the pretrain stage makes (none named in `vdes`)."""
-    from vdes_tune.models.architectures import pretrained_generators
-
-    return any(a in cfg.archs and a not in cfg.vdes for a in pretrained_generators())
-
-
 def run(stage: EvaluateStage, ctx: Context) -> dict[str, Any]:
     """Run every missing job of eval/<run>/ and write results.parquet; its `failed` lists jobs that failed."""
     from vdes_tune.evaluation.repeats import evaluate
