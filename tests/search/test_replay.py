@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from dataclasses import replace
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 from vdes_tune.errors import BadInputError
 from vdes_tune.search.curves import best_epoch_rows, read_table, top_stability, truth, write_table
+from vdes_tune.search.export import load_experiment
 from vdes_tune.training.engine import selection_key
 
 LRS = [1e-3, 5e-4, 1e-4, 5e-5]
@@ -181,6 +183,45 @@ def test_replays_batched_in_one_tuner_run_are_the_replays_run_alone(ray_local, t
     keys = ("replay", "seeds_drawn", "point", "seed_epochs", "trials", "estimate")
     assert [{k: r[k] for k in keys} for r in together] == [{k: r[k] for k in keys} for r in alone]
     assert len({tuple(r["seeds_drawn"]) for r in together}) == 3  # each replay draws its own seeds
+
+
+def _batches_side_by_side(table_path: str, repeats: int, rounds: int) -> list[tuple[int, list[int]]]:
+    """Replay batches of grid-`repeats`, one after another (a Ray task: another runs beside it); for each trial,
+    how many seeds it trained and its seed-epochs."""
+    from vdes_tune.search.replay import ReplayStrategy, replay_batch
+
+    table = read_table(table_path)
+    true = truth(table)["true_mean"].to_dict()
+    strategy = ReplayStrategy(f"grid-{repeats}", {"repeats": repeats})
+    out = []
+    for r in range(rounds):
+        with tempfile.TemporaryDirectory() as folder:
+            replay_batch(table, strategy, [r], true, storage=folder)
+            exp = load_experiment(f"{folder}/grid-{repeats}-{r}")
+            out += [(len(t.last_result["seed_scores"]), t.last_result["seed_epochs"]) for t in exp.trials]
+    return out
+
+
+@pytest.mark.ray
+def test_replay_batches_side_by_side_each_train_their_own_seeds(ray_local, table_path):
+    """Two drivers in one Ray job (as `curves.py replay --parallel 2` runs them) register their trainables at
+    the same time; each batch's trials must train its own strategy's seeds (issue 32: grid-1 replays trained
+    the paper protocol's 6 seeds when a context was read across batches)."""
+    task = ray_local.remote(num_cpus=0)(_batches_side_by_side)
+    one, three = ray_local.get([task.remote(str(table_path), 1, 3), task.remote(str(table_path), 3, 3)])
+    assert len(one) == len(three) == 3 * len(LRS)
+    assert set(one) == {(1, EPOCHS)} and set(three) == {(3, 3 * EPOCHS)}
+
+
+def test_each_experiment_registers_its_trainable_under_its_own_name(tmp_path):
+    from vdes_tune.search.runner import trainable_name
+    from vdes_tune.search.space import parse_space
+
+    space = parse_space({"arch": 1, "metric": "val_f1", "algorithm": "grid",
+                         "parameters": {"train.lr": {"choice": [1e-3, 5e-4]}}}, "s.yaml")
+    other = parse_space({**space.source, "repeats": 2}, "s.yaml")
+    assert trainable_name("a", space) == trainable_name("a", space)  # a restore finds the same name
+    assert len({trainable_name("a", space), trainable_name("b", space), trainable_name("a", other)}) == 3
 
 
 @pytest.mark.ray

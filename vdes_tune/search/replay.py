@@ -19,6 +19,7 @@ import json
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,8 @@ def replay_batch(table: CurveTable, strategy: ReplayStrategy, replays: list[int]
     start = time.perf_counter()
     try:
         build_tuner(first, ctx, str(folder), name, 1, 0, [], search_alg=searcher, scheduler=scheduler,
-                    num_samples=sum(sp.strategy.most_trials(sp.size) for sp in spaces)).fit()
+                    num_samples=sum(sp.strategy.most_trials(sp.size) for sp in spaces),
+                    registered_as=f"vdes_replay_{uuid.uuid4().hex}").fit()
         whole = load_experiment(path)
         seconds = (time.perf_counter() - start) / len(replays)
         out = []

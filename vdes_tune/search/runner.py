@@ -3,6 +3,7 @@ GPU-fractional trials from the memory estimate, a live summary, and resume with 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -118,19 +119,34 @@ def _check_sidecar(path: str, sidecar: dict[str, Any]) -> bool:
     return True
 
 
-def trainable(ctx: TrialContext) -> Any:
-    """The trial function with its context and per-trial resources."""
-    return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), resources_for(ctx))
+def trainable(ctx: TrialContext, name: str) -> Any:
+    """The trial function with its context and per-trial resources, registered under `name`.
+
+    Tune registers a trainable by its name in a registry that every Tuner run of one Ray job shares (the keys
+    carry the job id, not the run), and each trial actor fetches its function, context included, by that name.
+    Two runs of one job under one name (replay drivers as Ray tasks, searches started side by side) would train
+    each other's context, so each experiment names its own (`trainable_name`)."""
+    fn = tune.with_parameters(run_trial, ctx=ctx)
+    fn.__name__ = name
+    return tune.with_resources(fn, resources_for(ctx))
+
+
+def trainable_name(experiment: str, space: SearchSpace) -> str:
+    """The registry name of a search's trainable: the same for a restore of the same experiment (Tune refuses
+    a restore under another name), different for another experiment or space."""
+    digest = hashlib.sha256(f"{experiment}\0{space.content_hash()}".encode()).hexdigest()[:16]
+    return f"vdes_trial_{digest}"
 
 
 def build_tuner(space: SearchSpace, ctx: TrialContext, storage: str, name: str, max_concurrent: int | None,
                 max_failures: int, callbacks: list[Any], verbose: int = 0, search_alg: Any = None,
-                scheduler: Any = None, num_samples: int | None = None) -> Any:
+                scheduler: Any = None, num_samples: int | None = None, registered_as: str = "") -> Any:
     """The Tuner of a search: the strategy's searcher and scheduler over the trial function (a live search
-    and a replay build the same one; a batch of replays passes its own multiplexed searcher and scheduler)."""
+    and a replay build the same one; a batch of replays passes its own multiplexed searcher and scheduler, and
+    its own trainable name)."""
     path = experiment_path(storage, name)
     return tune.Tuner(
-        trainable(ctx),
+        trainable(ctx, registered_as or trainable_name(name, space)),
         tune_config=tune.TuneConfig(
             search_alg=search_alg or build_searcher(space, f"{path}/{RACE_LOG}"),
             scheduler=scheduler or build_scheduler(space, f"{path}/{RUNG_LOG}"),
@@ -181,7 +197,7 @@ def run_search(space: SearchSpace, work: str | Path, opts: SearchOptions) -> dic
         resumed = _check_sidecar(path, sidecar) and tune.Tuner.can_restore(path)
         if resumed:
             print(f"[search] resuming {path}", flush=True)
-            tuner = tune.Tuner.restore(path, trainable=trainable(ctx), resume_unfinished=True, resume_errored=True)
+            tuner = tune.Tuner.restore(path, trainable=trainable(ctx, trainable_name(name, space)), resume_unfinished=True, resume_errored=True)
         else:
             write_text(f"{path}/{SIDECAR}", json.dumps(sidecar, indent=2, default=str))
             tuner = build_tuner(space, ctx, storage, name, opts.max_concurrent, opts.max_failures,
