@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
@@ -49,9 +50,15 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     return value
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A config class's resolved field types (resolving them is slow, and a class does not change)."""
+    return get_type_hints(cls)
+
+
 def from_dict(cls: type[C], data: dict[str, Any]) -> C:
     """Build a config dataclass from a plain dict, rejecting unknown keys by name."""
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - known)
     if unknown:

@@ -143,14 +143,14 @@ def test_tpe_with_asha_runs_through_tune_and_stops_trials_at_rungs(ray_local, ta
 def test_noise_aware_races_seeds_drops_by_the_paired_test_and_never_repeats_a_point(ray_local, table_path, tmp_path):
     from vdes_tune.search.export import leaderboard, load_experiment
     from vdes_tune.search.race import paired_p, read_race_log
-    from vdes_tune.search.replay import ReplayStrategy, race_log_names
+    from vdes_tune.search.replay import ReplayStrategy, race_log_name
 
     strategy = ReplayStrategy("race", {"strategy": "noise-aware", "algorithm": "optuna-tpe", "num_samples": 10,
                                        "repeats": 6, "asha": {"grace_period": 1, "reduction_factor": 2},
                                        "race": {"first_seeds": 2, "alpha": 0.1}})
     table, out = _run(table_path, strategy, storage=tmp_path)
     exp = load_experiment(str(tmp_path / "race-0"))
-    exp = replace(exp, race=read_race_log(exp.path, *race_log_names(0)))
+    exp = replace(exp, race=read_race_log(exp.path, race_log_name(0)))
     board = leaderboard(exp)
     firsts = [t.config["train.lr"] for t in exp.trials if t.config["_seed_start"] == 0]
     assert sorted(firsts) == sorted(LRS)  # 10 samples asked of a 4-point space: each point once
@@ -224,18 +224,53 @@ def test_each_experiment_registers_its_trainable_under_its_own_name(tmp_path):
     assert len({trainable_name("a", space), trainable_name("b", space), trainable_name("a", other)}) == 3
 
 
+# One strategy of each kind the replays compare: a plain grid, TPE, TPE with Ray's ASHA, and races with a rung
+# under each guard and a budget.
+SIMULATED = [
+    {"repeats": 2},
+    {"algorithm": "optuna-tpe", "num_samples": 6, "repeats": 2},
+    {"algorithm": "optuna-tpe", "num_samples": 6, "repeats": 2, "scheduler": "asha",
+     "asha": {"grace_period": 1, "reduction_factor": 2}},
+    {"strategy": "noise-aware", "repeats": 5, "asha": {"grace_period": 1, "reduction_factor": 2}},
+    {"strategy": "noise-aware", "repeats": 5, "asha": {"grace_period": 2, "reduction_factor": 2, "guard": "extrapolate"},
+     "race": {"test": "t"}},
+    {"strategy": "noise-aware", "repeats": 5, "asha": {"grace_period": 2, "reduction_factor": 2, "guard": "hedge"},
+     "race": {"budget": 3}},
+    {"strategy": "noise-aware", "repeats": 4, "asha": {"grace_period": 2, "reduction_factor": 2, "guard": "self-check",
+                                                       "min_pairs": 3}, "race": {"first_seeds": 1}},
+]
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("fields", SIMULATED, ids=lambda f: json.dumps(f, sort_keys=True)[:60])
+def test_simulated_replays_are_the_tune_replays(ray_local, table_path, fields):
+    """The simulator drives the same searcher and scheduler objects as a Tuner run; it must end where Tune ends,
+    at the same cost, replay by replay."""
+    from vdes_tune.search.replay import ReplayStrategy, replay_batch
+    from vdes_tune.search.simulate import simulate_replay
+
+    table = read_table(table_path)
+    true = truth(table)["true_mean"].to_dict()
+    strategy = ReplayStrategy("s", fields)
+    tuned = replay_batch(table, strategy, [0, 1, 2], true)
+    simulated = [simulate_replay(table, strategy, r, true) for r in (0, 1, 2)]
+    keys = ("replay", "seeds_drawn", "point", "seed_epochs", "trials", "estimate", "seeds_of_choice",
+            "versus_runner_up")
+    assert [{k: r[k] for k in keys} for r in simulated] == [{k: r[k] for k in keys} for r in tuned]
+
+
 @pytest.mark.ray
 def test_the_search_report_says_how_sure_the_choice_is_and_what_the_race_dropped(ray_local, table_path, tmp_path):
     from vdes_tune.report import search as search_report
     from vdes_tune.search.export import load_experiment
     from vdes_tune.search.race import read_race_log
-    from vdes_tune.search.replay import ReplayStrategy, race_log_names
+    from vdes_tune.search.replay import ReplayStrategy, race_log_name
 
     strategy = ReplayStrategy("race", {"strategy": "noise-aware", "repeats": 6,
                                        "asha": {"grace_period": 1, "reduction_factor": 2}})
     _run(table_path, strategy, storage=tmp_path)
     exp = load_experiment(str(tmp_path / "race-0"))
-    found = search_report.summary(replace(exp, race=read_race_log(exp.path, *race_log_names(0))))
+    found = search_report.summary(replace(exp, race=read_race_log(exp.path, race_log_name(0))))
     (line,) = found["choice"]
     seeds = found["seeds"]
     top = seeds.iloc[0]
@@ -271,10 +306,10 @@ def test_a_race_killed_between_rounds_is_not_over_though_every_trial_finished():
                          "parameters": {"train.lr": {"choice": [1e-3, 5e-4]}}}, "s.yaml")
     trials = [TrialRecord(t, "TERMINATED", {"train.lr": lr}, {"val_f1": 0.7, "seed_scores": {"0": 0.7, "1": 0.7}})
               for t, lr in (("a", 1e-3), ("b", 5e-4))]
-    racing = {"points": {"x": {"status": "racing"}, "y": {"status": "racing"}}}
+    racing = {"over": False, "points": {"x": {"status": "racing"}, "y": {"status": "racing"}}}
     assert progress(Experiment("/x", {}, space, trials, racing)) == (
         False, "2 trials finished, the seed race not decided (2 points racing)")
-    decided = {"points": {"x": {"status": "finished"}, "y": {"status": "dropped"}}}
+    decided = {"over": True, "points": {"x": {"status": "finished"}, "y": {"status": "dropped"}}}
     assert progress(Experiment("/x", {}, space, trials, decided)) == (True, "2 trials finished")
     assert not progress(Experiment("/x", {}, space, trials, None))[0]  # no race log yet
 

@@ -106,6 +106,36 @@ def test_wilcoxon_matches_scipy_without_ties_and_t_matches_scipy():
     assert paired_p([-0.1], "t") == 1.0 and paired_p([], "wilcoxon") == 1.0
 
 
+# Per-seed scores of three points: "a" is best, "b" is clearly worse, "c" is a near tie with "a".
+SCORES = {"a": [0.80, 0.82, 0.79, 0.81, 0.80, 0.83], "b": [0.78, 0.80, 0.80, 0.70, 0.70, 0.71],
+          "c": [0.80, 0.81, 0.80, 0.80, 0.80, 0.82]}
+LR = {"a": 1e-3, "b": 5e-4, "c": 1e-4}
+
+
+def _race(tmp_path, delta: float):
+    """Run a race to its end through its Tune searcher (a grid point searcher over "a", "b", "c"), answering each
+    trial with the scores of its seeds; returns the searcher and the blocks it asked for."""
+    from ray.tune.search import Searcher
+
+    from vdes_tune.search.race import Race, RaceSettings
+    from vdes_tune.search.race_searcher import RaceSearcher
+
+    name = {lr: n for n, lr in LR.items()}
+    base = FixedPoints([{"train.lr": LR[n]} for n in "abc"])
+    settings = RaceSettings(first_seeds=2, max_seeds=6, alpha=0.1, test="wilcoxon", delta=delta, points=3, epochs=12)
+    race = RaceSearcher(base, Race(settings), log_path=str(tmp_path / "race.json"))
+    asked, n = [], 0
+    while True:
+        n += 1
+        config = race.suggest(f"t{n}")
+        if config == Searcher.FINISHED:
+            return race.race, asked, base
+        assert config is not None  # trials complete at once here, so the race never waits
+        point, start, count = name[config["train.lr"]], config["_seed_start"], config["_seed_count"]
+        asked.append((point, start, count))
+        race.on_trial_complete(f"t{n}", _result({s: SCORES[point][s] for s in range(start, start + count)}))
+
+
 class FixedPoints:
     """A stand-in point searcher that proposes the given points in order (what a grid does)."""
 
@@ -132,35 +162,6 @@ def _result(scores: dict[int, float], epoch: int = 12) -> dict:
             "seed_epochs": 12 * len(scores), **{f"seed_scores/{s}": v for s, v in scores.items()}}
 
 
-# Per-seed scores of three points: "a" is best, "b" is clearly worse, "c" is a near tie with "a".
-SCORES = {"a": [0.80, 0.82, 0.79, 0.81, 0.80, 0.83], "b": [0.78, 0.80, 0.80, 0.70, 0.70, 0.71],
-          "c": [0.80, 0.81, 0.80, 0.80, 0.80, 0.82]}
-LR = {"a": 1e-3, "b": 5e-4, "c": 1e-4}
-
-
-def _race(tmp_path, delta: float):
-    """Run a race to its end, answering each trial with the scores of its seeds; returns the searcher and the
-    order of the seed trials it asked for."""
-    from ray.tune.search import Searcher
-
-    from vdes_tune.search.race_searcher import RacingSearcher
-
-    name = {lr: n for n, lr in LR.items()}
-    base = FixedPoints([{"train.lr": LR[n]} for n in "abc"])
-    race = RacingSearcher(base, 3, first_seeds=2, max_seeds=6, alpha=0.1, test="wilcoxon", delta=delta,
-                          log_path=str(tmp_path / "race.json"))
-    asked, n = [], 0
-    while True:
-        n += 1
-        config = race.suggest(f"t{n}")
-        if config == Searcher.FINISHED:
-            return race, asked, base
-        assert config is not None  # trials complete at once here, so the race never waits
-        point, start, count = name[config["train.lr"]], config["_seed_start"], config["_seed_count"]
-        asked.append((point, start, count))
-        race.on_trial_complete(f"t{n}", _result({s: SCORES[point][s] for s in range(start, start + count)}))
-
-
 def test_a_race_drops_a_point_exactly_when_the_hand_computed_test_says_so(tmp_path):
     race, asked, base = _race(tmp_path, delta=0.0)
     assert asked[:3] == [("a", 0, 2), ("b", 0, 2), ("c", 0, 2)] and base.told == ["t1", "t2", "t3"]
@@ -175,7 +176,7 @@ def test_a_race_drops_a_point_exactly_when_the_hand_computed_test_says_so(tmp_pa
     assert [e["round"] for e in earlier] == [2, 3, 4]
     assert all(e["p_worse"] == pytest.approx(_enumerated_p(diffs[:e["round"]])) for e in earlier)
     # Without an indifference zone "c" is never shown worse: "a" and "c" race to the last seed.
-    assert race.points[json.dumps((("train.lr", LR["c"]),))]["status"] == "finished"
+    assert race.points[json.dumps((("train.lr", LR["c"]),))].status == "finished"
     assert sum(1 for p, _, _ in asked if p == "c") == 1 + 4
     assert '"dropped"' in (tmp_path / "race.json").read_text()
 
@@ -186,6 +187,6 @@ def test_an_indifference_zone_ends_a_race_between_near_ties_sooner(tmp_path):
     diffs = [SCORES["c"][s] - SCORES["a"][s] for s in range(tie["round"])]
     assert tie["p_not_better_by_delta"] == pytest.approx(_enumerated_p([d - 0.02 for d in diffs]))
     assert tie["p_not_better_by_delta"] < 0.1
-    assert "indifference zone" in race.points[json.dumps((("train.lr", LR["c"]),))]["why"]
+    assert "indifference zone" in race.points[json.dumps((("train.lr", LR["c"]),))].why
     assert tie["round"] == 4  # four shifted differences all below 0: p = 1/16
     assert sum(1 for p, _, _ in asked if p == "c") < 1 + 4

@@ -45,40 +45,54 @@ class CurveTable:
     points: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)  # point id -> searched values
 
     def point_of(self, values: dict[str, Any]) -> int:
-        """The point id of a configuration's searched values (exact match on every searched key)."""
-        rows = self.points
-        for key in self.params:
-            column = rows[key]
-            want = values[key]
-            rows = rows[np.isclose(column.astype(float), float(want), rtol=1e-9)] if column.dtype.kind == "f" \
-                else rows[column == want]
-        if len(rows) != 1:
+        """The point id of a configuration's searched values (exact match on every searched key; floats to 12
+        significant digits, as the race keys points)."""
+        found = self._ids.get(_values_key(values, self.params))
+        if found is None:
             raise BadInputError(f"{self.path}: no recorded point with {values}")
-        return int(rows.index[0])
+        return found
 
     def values_of(self, point: int) -> dict[str, Any]:
         """The searched values of a point id, as Python scalars."""
         return {k: _scalar(v) for k, v in self.points.loc[point, list(self.params)].items()}
 
-    def curve(self, point: int, seed: int) -> pd.DataFrame:
-        """The per-epoch rows of (point, seed), epoch 1 first."""
-        rows = self._by_run.get((point, seed))
+    def curve(self, point: int, seed: int) -> list[dict[str, float]]:
+        """The per-epoch validation metrics of (point, seed), epoch 1 first, as the training loop reports them
+        (`f1`, `roc_auc`, `loss`, `accuracy`, `macro_f1`)."""
+        rows = self._cached("_runs", self._curves).get((point, seed))
         if rows is None:
             raise BadInputError(f"{self.path}: no curve recorded for point {point}, seed {seed}")
         return rows
 
+    def _curves(self) -> dict[tuple[int, int], list[dict[str, float]]]:
+        frame = self.frame.sort_values(["point", "seed", "epoch"])
+        names = [m.removeprefix("val_") for m in METRICS]
+        values = frame[list(METRICS)].to_numpy(dtype=float).tolist()
+        out: dict[tuple[int, int], list[dict[str, float]]] = {}
+        for p, s, row in zip(frame["point"].tolist(), frame["seed"].tolist(), values):
+            out.setdefault((int(p), int(s)), []).append(dict(zip(names, row)))
+        return out
+
     @property
-    def _by_run(self) -> dict[tuple[int, int], pd.DataFrame]:
-        cache = self.__dict__.get("_runs")
+    def _ids(self) -> dict[tuple, int]:
+        return self._cached("_point_ids", lambda: {
+            _values_key(self.values_of(int(i)), self.params): int(i) for i in self.points.index})
+
+    def _cached(self, name: str, make: Any) -> Any:
+        cache = self.__dict__.get(name)
         if cache is None:
-            cache = {(int(p), int(s)): g.sort_values("epoch").reset_index(drop=True)
-                     for (p, s), g in self.frame.groupby(["point", "seed"])}
-            object.__setattr__(self, "_runs", cache)
+            cache = make()
+            object.__setattr__(self, name, cache)
         return cache
 
 
 def _scalar(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
+
+
+def _values_key(values: dict[str, Any], params: tuple[str, ...]) -> tuple:
+    return tuple(float(f"{float(values[k]):.12g}") if isinstance(_scalar(values[k]), float) else _scalar(values[k])
+                 for k in params)
 
 
 def best_epoch_rows(frame: pd.DataFrame, upto: int | None = None) -> pd.DataFrame:

@@ -83,7 +83,7 @@ def progress(exp: Experiment) -> tuple[bool, str]:
         return False, detail
     if exp.space.strategy.races:
         racing = [p for p in (exp.race or {}).get("points", {}).values() if p.get("status") == "racing"]
-        if exp.race is None or racing:
+        if exp.race is None or not exp.race.get("over"):
             return False, f"{finished} trials finished, the seed race not decided ({len(racing)} points racing)"
     return True, f"{finished} trials finished"
 
@@ -97,14 +97,14 @@ def leaderboard(exp: Experiment) -> pd.DataFrame:
     import statistics
 
     space = exp.space
-    race = exp.race or {}
-    decided, stops = race.get("points", {}), race.get("stops", {})
+    decided = (exp.race or {}).get("points", {})
     groups: dict[str, list[TrialRecord]] = {}
     for t in exp.trials:
         groups.setdefault(point_id(t.config), []).append(t)
     rows = []
     for key, trials in groups.items():
-        first = trials[0]
+        # Its first trial that finished a seed (a block a rung stopped and a guard reprieved comes first).
+        first = next((t for t in trials if seed_scores(t.last_result)), trials[0])
         r = first.last_result
         scores: dict[str, float] = {}
         for t in trials:
@@ -122,10 +122,9 @@ def leaderboard(exp: Experiment) -> pd.DataFrame:
             f"{space.metric}_std", float("nan"))
         row.update({c: r.get(c, float("nan")) for c in METRIC_COLUMNS if c != space.metric})
         outcome = decided.get(key, {})
-        stop = stops.get(first.trial_id, {})
         row.update({"seeds": len(scores), "seed_scores": json.dumps(scores),
                     "seed_epochs": sum(int(t.last_result.get("seed_epochs", 0) or 0) for t in trials),
-                    "race": outcome.get("status", ""), "race_why": stop.get("why") or outcome.get("why", ""),
+                    "race": outcome.get("status", ""), "race_why": outcome.get("why", ""),
                     "epochs": max(t.last_result.get("epoch", 0) for t in trials),
                     "best_epoch_mean": r.get("best_epoch_mean", float("nan")),
                     "memory_estimate_gb": r.get("memory_estimate_gb", float("nan")),
@@ -161,10 +160,6 @@ def runner_up_evidence(board: pd.DataFrame, best: pd.Series, space: SearchSpace,
     of the same architecture, else its best other trial with seeds in common) over their shared seeds: the
     mean difference (choice minus runner-up, positive = the choice is better), its 95% t interval and the
     one-sided Wilcoxon p that the choice is not better."""
-    import statistics
-
-    from scipy import stats
-
     scores = json.loads(best["seed_scores"])
     same = board[(board[ARCH_KEY] == arch) & (board["trial_id"] != best["trial_id"]) & (board["feasible"] == 1)]
     for rows in (eligible(same, space.metric), same):
@@ -172,17 +167,13 @@ def runner_up_evidence(board: pd.DataFrame, best: pd.Series, space: SearchSpace,
             theirs = json.loads(other["seed_scores"])
             if not set(theirs) & set(scores):
                 continue
-            found = evidence(theirs, scores, space.mode, "wilcoxon")  # runner-up as the challenger
-            n, diff = found["n"], -found["mean_diff"]
-            low = high = None
-            if n >= 2:
-                sign = 1.0 if space.mode == "max" else -1.0
-                diffs = [sign * (scores[str(k)] - theirs[str(k)]) for k in found["shared_seeds"]]
-                half = float(stats.t.ppf(0.975, n - 1)) * statistics.stdev(diffs) / n ** 0.5
-                low, high = diff - half, diff + half
+            # The runner-up as the challenger: its p of being worse is the p that the choice is not better.
+            found = evidence(theirs, scores, space.mode, "wilcoxon")
+            ci = found["diff_ci95"]
+            low, high = (None, None) if ci[0] is None else (-ci[1], -ci[0])
             return {"runner_up": {k: _plain(other[k]) for k in space.searched if k in other},
-                    "runner_up_trial": other["trial_id"], "shared_seeds": n, "mean_diff": diff,
-                    "diff_ci95": [low, high], "p_not_better": found["p_worse"], "verdict": _verdict(n, low)}
+                    "runner_up_trial": other["trial_id"], "shared_seeds": found["n"], "mean_diff": -found["mean_diff"],
+                    "diff_ci95": [low, high], "p_not_better": found["p_worse"], "verdict": _verdict(found["n"], low)}
     rest = same.sort_values(space.metric, ascending=space.mode == "min", na_position="last")
     if len(rest) and rest.iloc[0]["race_why"]:  # ruled out before finishing a seed: the race's own evidence
         other = rest.iloc[0]

@@ -148,9 +148,9 @@ class MultiplexedScheduler(FIFOScheduler):
             inner.on_trial_remove(tune_controller, trial)
 
 
-def race_log_names(replay: int) -> tuple[str, str]:
-    """The race and rung logs of replay number `replay` of a batch, in its experiment folder."""
-    return f"race-{replay}.json", f"rungs-{replay}.json"
+def race_log_name(replay: int) -> str:
+    """The race record of replay number `replay` of a batch, in its experiment folder."""
+    return f"race-{replay}.json"
 
 
 def replay_batch(table: CurveTable, strategy: ReplayStrategy, replays: list[int], truth: dict[int, float],
@@ -161,24 +161,23 @@ def replay_batch(table: CurveTable, strategy: ReplayStrategy, replays: list[int]
     from vdes_tune.search.race import read_race_log
     from vdes_tune.search.runner import build_tuner
     from vdes_tune.search.storage import SIDECAR, write_text
-    from vdes_tune.search.strategy import build_scheduler, build_searcher
+    from vdes_tune.search.strategy import build_search
     from vdes_tune.search.trainable import ReplaySource, TrialContext
 
     spaces = [strategy.space(table, r) for r in replays]
     maps = [draw_seeds(table, sp.strategy.repeats, r) for r, sp in zip(replays, spaces)]
     first = spaces[0]
     # Trials run in a folder of their own: they read the table by its absolute path.
-    source = ReplaySource(str(Path(table.path).resolve()), tuple(maps), first.strategy.rung_epochs(first.epochs))
+    source = ReplaySource(str(Path(table.path).resolve()), tuple(maps), report_epochs(first))
     ctx = TrialContext(first, "", 0, Packing(PAPER_GPU_GB, PAPER_GPU_GB), False, 1.0, None, source)
     folder = Path(storage or tempfile.mkdtemp(prefix="vdes-replay-"))
     name = f"{strategy.name}-{replays[0]}" + (f"-{replays[-1]}" if len(replays) > 1 else "")
     path = f"{folder}/{name}"
     write_text(f"{path}/{SIDECAR}", json.dumps({"experiment": name, "space": first.source, "space_path": first.path}))
-    logs = [race_log_names(i) for i in range(len(spaces))]
-    searcher = Multiplexed([build_searcher(sp, f"{path}/{logs[i][0]}") for i, sp in enumerate(spaces)],
-                           [sp.strategy.most_trials(sp.size) for sp in spaces], first.metric, first.mode)
-    scheduler = MultiplexedScheduler([build_scheduler(sp, f"{path}/{logs[i][1]}") for i, sp in enumerate(spaces)],
-                                     first.metric)
+    built = [build_search(sp, f"{path}/{race_log_name(i)}") for i, sp in enumerate(spaces)]
+    searcher = Multiplexed([b[0] for b in built], [sp.strategy.most_trials(sp.size) for sp in spaces], first.metric,
+                           first.mode)
+    scheduler = MultiplexedScheduler([b[1] for b in built], first.metric)
     start = time.perf_counter()
     try:
         build_tuner(first, ctx, str(folder), name, 1, 0, [], search_alg=searcher, scheduler=scheduler,
@@ -189,17 +188,19 @@ def replay_batch(table: CurveTable, strategy: ReplayStrategy, replays: list[int]
         out = []
         for i, (r, sp) in enumerate(zip(replays, spaces)):
             trials = [t for t in whole.trials if int(t.config.get(REPLAY_KEY, 0)) == i]
-            race = read_race_log(path, *logs[i])
+            race = read_race_log(path, race_log_name(i))
             exp = Experiment(path, whole.sidecar, sp, trials, race)
-            out.append(_score(table, strategy, r, maps[i], exp, truth, seconds))
+            out.append(score_replay(table, strategy, r, maps[i], exp, truth, seconds))
         return out
     finally:
         if storage is None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _score(table: CurveTable, strategy: ReplayStrategy, replay: int, seeds: tuple[int, ...], exp: Any,
-           truth: dict[int, float], seconds: float) -> dict[str, Any]:
+def score_replay(table: CurveTable, strategy: ReplayStrategy, replay: int, seeds: tuple[int, ...], exp: Any,
+                 truth: dict[int, float], seconds: float) -> dict[str, Any]:
+    """What a replay ended with, scored by the truth: the exported point (as `vdes-tune export` chooses it), its
+    true value and regret, whether it is within the tolerance, its cost in seed-epochs and trials."""
     from vdes_tune.search.export import best_per_architecture, leaderboard
 
     board = leaderboard(exp)
@@ -220,6 +221,13 @@ def replay_once(table: CurveTable, strategy: ReplayStrategy, replay: int, truth:
                 storage: str | None = None) -> dict[str, Any]:
     """One replay of `strategy` (draw number `replay`)."""
     return replay_batch(table, strategy, [replay], truth, storage)[0]
+
+
+def report_epochs(space: SearchSpace) -> tuple[int, ...]:
+    """The epochs at which a replayed first block reports before its end: every epoch up to the last rung (a
+    rung's guard reads the curve before it), none without rungs."""
+    rungs = space.strategy.rung_epochs(space.epochs)
+    return tuple(range(1, max(rungs) + 1)) if rungs else ()
 
 
 def paper_cost(table: CurveTable) -> int:

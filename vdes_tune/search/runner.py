@@ -15,10 +15,10 @@ from ray import tune
 
 from vdes_tune.config import SearchOptions, to_dict
 from vdes_tune.errors import BadInputError
-from vdes_tune.search.race import RACE_LOG, RUNG_LOG
+from vdes_tune.search.race import RACE_LOG
 from vdes_tune.search.space import SearchSpace
 from vdes_tune.search.storage import SIDECAR, experiment_path, is_uri, read_text, write_text
-from vdes_tune.search.strategy import build_scheduler, build_searcher
+from vdes_tune.search.strategy import build_search
 from vdes_tune.search.trainable import TrialContext, resources_for, run_trial
 from vdes_tune.training.memory import Calibration, load_calibration
 from vdes_tune.workspace import Workspace, dataset_fingerprint, read_manifest
@@ -144,12 +144,12 @@ def build_tuner(space: SearchSpace, ctx: TrialContext, storage: str, name: str, 
     """The Tuner of a search: the strategy's searcher and scheduler over the trial function (a live search
     and a replay build the same one; a batch of replays passes its own multiplexed searcher and scheduler, and
     its own trainable name)."""
-    path = experiment_path(storage, name)
+    if search_alg is None:
+        search_alg, scheduler = build_search(space, f"{experiment_path(storage, name)}/{RACE_LOG}")
     return tune.Tuner(
         trainable(ctx, registered_as or trainable_name(name, space)),
         tune_config=tune.TuneConfig(
-            search_alg=search_alg or build_searcher(space, f"{path}/{RACE_LOG}"),
-            scheduler=scheduler or build_scheduler(space, f"{path}/{RUNG_LOG}"),
+            search_alg=search_alg, scheduler=scheduler,
             num_samples=num_samples or space.strategy.most_trials(space.size), max_concurrent_trials=max_concurrent,
             trial_dirname_creator=_trial_dirname, reuse_actors=True),
         run_config=tune.RunConfig(

@@ -9,6 +9,7 @@ file. Keys of `fixed` and `parameters` are dotted config keys, `train.<TrainConf
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -98,7 +99,7 @@ class SearchSpace:
         extra = {ARCH_KEY: Domain("choice", self.arch)} if len(self.arch) > 1 else {}
         return {**extra, **self.parameters}
 
-    @property
+    @functools.cached_property
     def epochs(self) -> int:
         """Epochs per trial (the ASHA horizon)."""
         return self.train_config({}).epochs

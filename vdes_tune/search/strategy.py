@@ -3,22 +3,20 @@
 A strategy is a searcher (which points: `grid`, `random`, `optuna-tpe`; optionally never the same point
 twice), a scheduler (when to stop a trial: `none`, `asha`, or `race`) and a repeat policy (how many
 training seeds a point gets, and when). The YAML names a preset with `strategy:` and may override its
-knobs with the top-level fields that always existed (`algorithm`, `num_samples`, `seed`, `repeats`,
-`scheduler`, `asha`) and a `race` section:
+knobs with the top-level fields (`algorithm`, `num_samples`, `seed`, `repeats`, `scheduler`, `asha`) and a
+`race` section:
 
     strategy: noise-aware     # fixed (the default) | noise-aware
     repeats: 10               # fixed: seeds every point trains; race: the most seeds a point may get
-    asha: {grace_fraction: 0.25, reduction_factor: 2, rungs: 1, metric: val_roc_auc}   # or grace_period: 3
-    race: {first_seeds: 2, alpha: 0.1, test: wilcoxon, delta: 0.02}
+    asha: {grace_fraction: 0.25, reduction_factor: 2, rungs: 1, metric: val_roc_auc, guard: self-check}
+    race: {first_seeds: 2, alpha: 0.1, test: wilcoxon, delta: 0.02, budget: 2}
 
-`fixed` is what every space meant before strategies existed: each trial trains all `repeats` seeds in
-lockstep, the scheduler (if any) ranks rungs on the objective. `noise-aware` stops the worse half of the
-points at one epoch rung over their first seeds, ranked on a metric that does not tie at zero (best-so-far
-validation ROC-AUC), then races:
-survivors get one seed at a time and a point stops as soon as a one-sided paired test over the seeds it
-shares with the incumbent shows it worse; a categorical point is never run twice. A preset adapts to
-small spaces (its first block is at most `repeats` seeds; its rungs are off when a trial has no more
-epochs than the grace period); values a space sets itself are checked as written.
+`fixed`: each trial trains all `repeats` seeds in lockstep; the scheduler (if any) is Ray's ASHA on the
+objective or `asha.metric`. `race`: seeds are a fidelity, raced by `race.Race` (a point's first block of
+seeds, epoch rungs over it with an optional guard, then one seed per round to the contenders, dropped by a
+paired test; `budget` caps the seed-epochs at that many times the points x epochs). A preset adapts to small
+spaces (its first block is at most `repeats` seeds; its rungs are off when a trial has no more epochs than
+the grace period); values a space sets itself are checked as written.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vdes_tune.errors import BadInputError
+from vdes_tune.search.race import GUARDS
 
 ALGORITHMS = ("grid", "random", "optuna-tpe")
 SCHEDULERS = ("none", "asha", "race")
@@ -65,6 +64,11 @@ class Strategy:
     alpha: float = 0.1  # race: one-sided p below which a point is worse than the incumbent
     test: str = "wilcoxon"  # race: paired test over shared seeds
     delta: float = 0.0  # race: indifference zone; a point shown not better than the incumbent by delta is a tie
+    budget: float = 0.0  # race: the most seed-epochs, in units of points x epochs; 0: no cap
+    guard: str = "none"  # race: what may keep a point the rung would stop (race.Race)
+    min_rho: float = 0.6  # guard self-check: the rank correlation the rung needs to act
+    min_pairs: int = 4  # guard self-check: finished first blocks needed before the rung acts
+    hedge: float = 0.25  # guard hedge: the share of the steepest recent improvements kept
 
     @property
     def races(self) -> bool:
@@ -77,9 +81,11 @@ class Strategy:
         return self.first_seeds if self.races else self.repeats
 
     def most_trials(self, points: int) -> int:
-        """Tune's sample count for a search over `points` points. A race adds a trial per extra seed, and takes its
-        last decision when Tune asks for one trial more than it can run (it answers that the search is over)."""
-        return points * (1 + self.repeats - self.first_seeds) + 1 if self.races else points
+        """Tune's sample count for a search over `points` points: a race adds a trial per extra seed, and a
+        self-checked rung that stands down trains each point it stopped once more."""
+        if not self.races:
+            return points
+        return points * (1 + self.repeats - self.first_seeds) + (points if self.guard == "self-check" else 0)
 
     def rung_epochs(self, epochs: int) -> tuple[int, ...]:
         """The epochs at which ASHA's rungs decide (Ray's bracket 0: grace x rf^k up to the last epoch)."""
@@ -112,9 +118,12 @@ class Strategy:
             rungs = "no epoch rungs" if epochs and self.grace_period >= epochs else (
                 f"epoch rungs grace {self.grace_period} rf {self.reduction_factor}"
                 + (f" ({self.rungs} rung(s))" if self.rungs else "") + f" on best {self.rung_metric or 'objective'}")
+            if self.guard != "none" and not (epochs and self.grace_period >= epochs):
+                rungs += f", guarded ({self.guard})"
             parts.append(f"{rungs} over the first {self.first_seeds} seed(s); race to "
                          f"{self.repeats} seeds, {self.test} one-sided p < {self.alpha:g}"
-                         + (f", ties within {self.delta:g}" if self.delta else ""))
+                         + (f", ties within {self.delta:g}" if self.delta else "")
+                         + (f", at most {self.budget:g} x points x epochs seed-epochs" if self.budget else ""))
         else:
             parts.append(f"{self.repeats} seed(s) per point")
         return "; ".join(p for p in parts if p)
@@ -171,7 +180,8 @@ def parse_strategy(data: dict[str, Any], where: str, epochs: int) -> Strategy:
     unique = data.get("unique", False)
     if not isinstance(unique, bool):
         raise _fail(where, "unique", f"expected true or false, got {unique!r}")
-    asha = _section(data, "asha", {"grace_period", "grace_fraction", "reduction_factor", "metric", "rungs"}, where)
+    asha = _section(data, "asha", {"grace_period", "grace_fraction", "reduction_factor", "metric", "rungs", "guard",
+                                   "min_rho", "min_pairs", "hedge"}, where)
     if given.get("asha") and scheduler == "none":
         raise _fail(where, "asha", "set scheduler: asha (or race) to use these settings")
     grace, reduction = asha.get("grace_period", 1), asha.get("reduction_factor", 3)
@@ -190,7 +200,8 @@ def parse_strategy(data: dict[str, Any], where: str, epochs: int) -> Strategy:
     rung_metric = asha.get("metric", "")
     if rung_metric and rung_metric not in RUNG_METRICS:
         raise _fail(where, "asha.metric", f"{rung_metric!r} is not one of {list(RUNG_METRICS)}")
-    race = _section(data, "race", {"first_seeds", "alpha", "test", "delta"}, where)
+    guard = _guard(asha, given, scheduler, where)
+    race = _section(data, "race", {"first_seeds", "alpha", "test", "delta", "budget"}, where)
     if given.get("race") and scheduler != "race":
         raise _fail(where, "race", "set scheduler: race (or strategy: noise-aware) to use these settings")
     first = race.get("first_seeds", 1)
@@ -203,18 +214,61 @@ def parse_strategy(data: dict[str, Any], where: str, epochs: int) -> Strategy:
         raise _fail(where, "race.alpha", f"expected a number in (0, 1), got {alpha!r}")
     if test not in TESTS:
         raise _fail(where, "race.test", f"{test!r} is not one of {list(TESTS)}")
-    delta = race.get("delta", 0.0)
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or delta < 0:
-        raise _fail(where, "race.delta", f"expected a number >= 0, got {delta!r}")
+    delta = _number(race, "delta", 0.0, 0.0, math.inf, where, "race.")
+    budget = _number(race, "budget", 0.0, 0.0, math.inf, where, "race.")
+    if budget and budget < first:
+        raise _fail(where, "race.budget", f"{budget:g} x points x epochs cannot pay the first block of {first} "
+                                          f"seed(s); give at least {first} (or 0: no cap)")
     return Strategy(name=str(data["strategy"]), algorithm=algorithm, num_samples=samples, seed=seed, unique=unique,
                     repeats=repeats, scheduler=scheduler, grace_period=grace, reduction_factor=reduction, rungs=rungs,
-                    rung_metric=rung_metric, first_seeds=first, alpha=float(alpha), test=test, delta=float(delta))
+                    rung_metric=rung_metric, first_seeds=first, alpha=float(alpha), test=test, delta=delta,
+                    budget=budget, **guard)
+
+
+def _number(section: dict[str, Any], key: str, default: float, low: float, high: float, where: str,
+            prefix: str) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise _fail(where, prefix + key, f"expected a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+def _guard(asha: dict[str, Any], given: dict[str, Any], scheduler: str, where: str) -> dict[str, Any]:
+    """The rung guard and its knobs (a race's only)."""
+    guard = asha.get("guard", "none")
+    if guard not in GUARDS:
+        raise _fail(where, "asha.guard", f"{guard!r} is not one of {list(GUARDS)}")
+    if guard != "none" and scheduler != "race":
+        raise _fail(where, "asha.guard", "a guard belongs to a race's rungs (scheduler: race)")
+    pairs = asha.get("min_pairs", 4)
+    if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 3:
+        raise _fail(where, "asha.min_pairs", f"expected an integer >= 3, got {pairs!r}")
+    return {"guard": guard, "min_rho": _number(asha, "min_rho", 0.6, -1.0, 1.0, where, "asha."),
+            "min_pairs": pairs, "hedge": _number(asha, "hedge", 0.25, 0.0, 1.0, where, "asha.")}
+
+
+def race_settings(space: Any) -> Any:
+    """The settings of a space's race (`race.RaceSettings`): its strategy, its size, its epochs."""
+    from vdes_tune.search.race import RaceSettings, RungSettings
+
+    strategy, epochs = space.strategy, space.epochs
+    rungs = strategy.rung_epochs(epochs)
+    rung = RungSettings(epochs=rungs, key=strategy.rung_key(space.metric),
+                        mode=strategy.rung_mode(space.metric, space.mode), keep=1 / strategy.reduction_factor,
+                        guard=strategy.guard if rungs else "none", horizon=epochs, min_pairs=strategy.min_pairs,
+                        min_rho=strategy.min_rho, hedge=strategy.hedge)
+    return RaceSettings(first_seeds=strategy.first_seeds, max_seeds=strategy.repeats, alpha=strategy.alpha,
+                        test=strategy.test, delta=strategy.delta, mode=space.mode, points=space.size, epochs=epochs,
+                        budget=strategy.budget, rung=rung)
 
 
 
-def build_searcher(space: Any, log_path: str = "") -> Any:
-    """The strategy's searcher: Optuna (grid points enqueued exactly, random or TPE), optionally never
-    repeating a point, wrapped in the seed race when the strategy races (its log at `log_path`)."""
+def build_search(space: Any, log_path: str = "") -> tuple[Any, Any]:
+    """The strategy's searcher and scheduler. The searcher is Optuna's (grid points enqueued exactly, random or
+    TPE), optionally never repeating a point; a race wraps it in the race's searcher (its record at
+    `log_path`), and its scheduler is the race's rungs over the same race. Otherwise the scheduler is none or
+    Ray's ASHA on the rung key; metric and mode are given to it, not to TuneConfig, so it may rank another
+    metric than the searcher."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -231,32 +285,21 @@ def build_searcher(space: Any, log_path: str = "") -> Any:
                             points_to_evaluate=points)
     if strategy.unique and strategy.algorithm != "grid":
         searcher = UniquePoints(searcher, space.grid() if space.finite else None)
-    if not strategy.races:
-        return searcher
-    from vdes_tune.search.race_searcher import RacingSearcher
+    key, mode = strategy.rung_key(space.metric), strategy.rung_mode(space.metric, space.mode)
+    if strategy.races:
+        from vdes_tune.search.race import Race
+        from vdes_tune.search.race_searcher import RaceScheduler, RaceSearcher
 
-    return RacingSearcher(searcher, space.size, strategy.first_seeds, strategy.repeats, strategy.alpha, strategy.test,
-                          strategy.delta, log_path)
-
-
-def build_scheduler(space: Any, log_path: str = "") -> Any:
-    """The strategy's scheduler: none, or Ray's ASHA on the rung key (over a race's first seeds only, logging
-    its stops at `log_path`); metric and mode are given to it, not to TuneConfig, so it may rank another
-    metric than the searcher."""
+        settings = race_settings(space)
+        racing = RaceSearcher(searcher, Race(settings), log_path)
+        return racing, RaceScheduler(racing, key) if settings.rung.epochs else None
+    if strategy.scheduler == "none":
+        return searcher, None
     from ray.tune.schedulers import ASHAScheduler
 
-    strategy = space.strategy
-    if strategy.scheduler == "none" or strategy.races and strategy.grace_period >= space.epochs:
-        return None
-    key, mode = strategy.rung_key(space.metric), strategy.rung_mode(space.metric, space.mode)
-    # Ray's ASHA puts its last rung at max_t: a lower max_t keeps only the first `rungs` rungs.
+    # Ray's ASHA puts its last rung at max_t: a lower max_t keeps only the first `rungs` rungs. An unset rung
+    # metric ranks the objective itself.
     top = strategy.grace_period * strategy.reduction_factor ** (strategy.rung_count(space.epochs) - 1)
-    asha = {"time_attr": "epoch", "metric": key if strategy.rung_metric else space.metric, "mode": mode,
-            "max_t": space.epochs if not strategy.rungs else top, "grace_period": strategy.grace_period,
-            "reduction_factor": strategy.reduction_factor}
-    if strategy.scheduler == "asha":
-        # An unset rung metric ranks the objective itself, which is what `val_f1` has always been.
-        return ASHAScheduler(**asha)
-    from vdes_tune.search.race_searcher import RungScheduler
-
-    return RungScheduler(log_path, **asha)
+    return searcher, ASHAScheduler(time_attr="epoch", metric=key if strategy.rung_metric else space.metric,
+                                   mode=mode, max_t=space.epochs if not strategy.rungs else top,
+                                   grace_period=strategy.grace_period, reduction_factor=strategy.reduction_factor)

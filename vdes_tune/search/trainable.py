@@ -175,18 +175,16 @@ class _ReplayTask:
 _TABLES: dict[str, Any] = {}
 
 
-def _replay_fitter(source: ReplaySource, cfg: TrainConfig, point: dict[str, Any], recorded_seed: int) -> Any:
-    """A Fitter over the recorded curve of (point, recorded seed)."""
+def replay_fitter(table_path: str, epochs: int, point: dict[str, Any], recorded_seed: int) -> Any:
+    """A Fitter over the recorded curve of (point, recorded seed), for its first `epochs` epochs."""
     from vdes_tune.search.curves import read_table
     from vdes_tune.training.engine import Fitter
 
-    if source.table not in _TABLES:
-        _TABLES[source.table] = read_table(source.table)
-    table = _TABLES[source.table]
-    curve = table.curve(table.point_of(point), recorded_seed)
-    rows = [{"f1": r.val_f1, "roc_auc": r.val_roc_auc, "loss": r.val_loss, "accuracy": r.val_accuracy,
-             "macro_f1": r.val_macro_f1} for r in curve.itertuples()]
-    return Fitter(_ReplayTask(rows), [], [None], None, min(cfg.epochs, len(rows)), keep_best_state=False)
+    if table_path not in _TABLES:
+        _TABLES[table_path] = read_table(table_path)
+    table = _TABLES[table_path]
+    rows = table.curve(table.point_of(point), recorded_seed)
+    return Fitter(_ReplayTask(rows), [], [None], None, min(epochs, len(rows)), keep_best_state=False)
 
 
 def trial_seeds(space: SearchSpace, config: dict[str, Any]) -> list[int]:
@@ -253,7 +251,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         cfg = space.train_config(point)
         seed_map = ctx.replay.seed_maps[int(config.get("_replay", 0))]
         base = space.seeds(point)[0]
-        fitters, device = [_replay_fitter(ctx.replay, cfg, point, seed_map[s - base]) for s in seeds], None
+        fitters = [replay_fitter(ctx.replay.table, cfg.epochs, point, seed_map[s - base]) for s in seeds]
+        device = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
