@@ -3,15 +3,19 @@
 record   trains every point of a grid space for every seed and keeps each epoch's validation metrics in one
          Parquet table (benchmarks/data/); resumes where it stopped. Seeds 0..S-1 are what a search may draw
          (the seeds a live search trains: train.seed + repeat), the last --holdout seeds are the truth's only.
-replay   runs each strategy many times against a table through the project's own search code (Tuner,
-         searcher, scheduler, repeat policy, export), a replay trainable reading the curves instead of
-         training, and prints the probability of ending within 0.02 F1 of the true best, regret and cost.
+replay   runs each strategy many times against a table through the project's own search code (searcher,
+         scheduler, race, export; simulated without Tune's controller, or `--engine tune` through Tuner runs
+         whose trials read the curves instead of training), and prints the probability of ending within 0.02
+         F1 of the true best, regret and cost, each strategy paired with grid-2 on the same seed draws.
+matrix   replays every strategy and candidate preset on every recorded table, chooses the preset by
+         leave-one-table-out and prints the matrix, the held-out scores and the default.
 live     runs one strategy as a real search on the table's phantom and scores where it ends by the truth.
 truth    prints a table's truth: each point's mean over the held-out seeds and how stable the top is.
 
     python benchmarks/curves.py record [--space benchmarks/data/table2-space.yaml] [--patients 100]
         [--crop-size 64] [--seeds 16] [--holdout 6] [--phantom-seed 0] [--workers 2] [--out TABLE] [--work DIR]
-    python benchmarks/curves.py replay --table benchmarks/data/curves-table2.parquet [--replays 100]
+    python benchmarks/curves.py replay --table benchmarks/data/curves-table2.parquet [--replays 200] [--engine tune]
+    python benchmarks/curves.py matrix [--replays 200]
     python benchmarks/curves.py live --table benchmarks/data/curves-table2.parquet [--strategy noise-aware]
     python benchmarks/curves.py truth --table benchmarks/data/curves-table2.parquet
 """
@@ -184,219 +188,102 @@ def print_truth(path: Path) -> None:
           f"in {stable['p_best_within_tolerance']:.0%}; best-point shares {stable['p_best']}")
 
 
-# The strategies a replay compares, as edits of the table's space. Random and TPE get the samples and seeds
-# per point of today's benchmark search.
-def strategies(table: Any) -> list[Any]:
-    """The replayed strategies for a table (the paper's protocol uses every search seed)."""
-    from vdes_tune.search.replay import ReplayStrategy
-
-    every = len(table.search_seeds)
-    n = len(table.points)
-    return [
-        ReplayStrategy("paper", {"repeats": every}),
-        ReplayStrategy("grid-1", {"repeats": 1}),
-        ReplayStrategy("grid-2", {"repeats": 2}),
-        ReplayStrategy("grid-3", {"repeats": 3}),
-        ReplayStrategy("random", {"algorithm": "random", "num_samples": n, "repeats": 2}),
-        ReplayStrategy("tpe", {"algorithm": "optuna-tpe", "num_samples": n, "repeats": 2}),
-        ReplayStrategy("tpe-asha", {"algorithm": "optuna-tpe", "num_samples": n, "repeats": 2, "scheduler": "asha",
-                                    "asha": {"grace_period": 1, "reduction_factor": 3}}),
-        ReplayStrategy("noise-aware", {"strategy": "noise-aware", "repeats": every}),
-    ]
-
-
-def ablations(table: Any) -> list[Any]:
-    """The noise-aware preset and its variants, one part changed at a time (`replay --ablation`): the
-    rung metric (ROC-AUC, loss or F1), the rungs (one keeping half, every one that fits at rf 3, none), the
-    indifference zone (delta 0.02 or none), the paired test and the first block. Each variant is written out in
-    full (the preset's own settings, 12 epochs: one ROC-AUC rung at epoch 3 keeping half), so that a change of
-    the preset does not change what a variant name means."""
-    from vdes_tune.search.replay import ReplayStrategy
-
-    race = {"first_seeds": 2, "alpha": 0.1, "test": "wilcoxon", "delta": 0.02}
-    one_rung = {"grace_period": 3, "reduction_factor": 2, "rungs": 1}
-    every_rung = {"grace_period": 3, "reduction_factor": 3, "rungs": 0}
-    no_rungs = {"grace_period": table.epochs, "reduction_factor": 2, "rungs": 0}
-    variants = {
-        "na-loss-1-rung": ({**one_rung, "metric": "val_loss"}, {}),
-        "na-f1-1-rung": ({**one_rung, "metric": "val_f1"}, {}),
-        "na-roc-rungs": ({**every_rung, "metric": "val_roc_auc"}, {}),
-        "na-loss-rungs": ({**every_rung, "metric": "val_loss"}, {}),
-        "na-f1-rungs": ({**every_rung, "metric": "val_f1"}, {}),
-        "na-no-rungs": (no_rungs, {}),
-        "na-roc-1-rung-no-tie": ({**one_rung, "metric": "val_roc_auc"}, {"delta": 0.0}),
-        "na-no-rungs-no-tie": (no_rungs, {"delta": 0.0}),
-        "na-roc-1-rung-t-test": ({**one_rung, "metric": "val_roc_auc"}, {"test": "t"}),
-        "na-roc-1-rung-first-1": ({**one_rung, "metric": "val_roc_auc"}, {"first_seeds": 1}),
-        "na-roc-1-rung-first-3": ({**one_rung, "metric": "val_roc_auc"}, {"first_seeds": 3}),
-    }
-    every = len(table.search_seeds)
-    return [ReplayStrategy(REFERENCE, {"strategy": "noise-aware", "repeats": every})] + [
-        ReplayStrategy(name, {"strategy": "noise-aware", "repeats": every, "asha": asha, "race": {**race, **edit}})
-        for name, (asha, edit) in variants.items()]
-
-
-def _replay_jobs(table_path: str, jobs: list[tuple[str, list[int]]], truth: dict[int, float]) -> list[dict]:
-    """Run some batches of replays one after another (a Ray task: several run side by side on one Ray)."""
-    import optuna
+def replay(args: argparse.Namespace) -> None:
+    """Replay the strategies (or the named ones) `--replays` times against one table; print and save the
+    comparison."""
+    import replays as rp
 
     from vdes_tune.search.curves import read_table
-    from vdes_tune.search.replay import replay_batch
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    table = read_table(table_path)
-    by_name = {s.name: s for s in strategies(table) + ablations(table)}
-    return [row for name, batch in jobs for row in replay_batch(table, by_name[name], batch, truth)]
-
-
-def replay(args: argparse.Namespace) -> None:
-    """Replay every strategy `--replays` times against a table; print and save the comparison."""
-    import ray
-
-    from vdes_tune.runtime import ray_session
-    from vdes_tune.search.curves import read_table, truth
 
     table = read_table(args.table)
-    true = truth(table)["true_mean"].to_dict()
-    names = [s.name for s in strategies(table) + ablations(table)]
-    chosen = args.strategies.split(",") if args.strategies else [s.name for s in (
-        ablations(table) if args.ablation else strategies(table))]
-    unknown = sorted(set(chosen) - set(names))
+    known = rp.by_name(table)
+    chosen = args.strategies.split(",") if args.strategies else [s.name for s in rp.strategies(table)]
+    unknown = sorted(set(chosen) - set(known))
     if unknown:
-        sys.exit(f"--strategies: unknown {unknown}; known: {names}")
-    batches = [list(range(i, min(i + args.batch, args.replays))) for i in range(0, args.replays, args.batch)]
-    jobs = [(name, b) for b in batches for name in chosen]
-    # Environment of the drivers and trials: Tune's per-result files and state snapshots are not needed here.
-    env = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_GLOBAL_CHECKPOINT_S": "100000", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-           "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
-    os.environ.update(env)
-    start = time.perf_counter()
-    rows: list[dict] = []
-    with ray_session(num_cpus=max(2, args.parallel), log_dir=Path(args.log_dir), name="replay"):
-        task = ray.remote(num_cpus=0, runtime_env={"env_vars": env})(_replay_jobs)
-        chunks = [jobs[i::args.parallel] for i in range(args.parallel)]
-        pending = [task.remote(str(Path(args.table).resolve()), c, true) for c in chunks if c]
-        for out in ray.get(pending):
-            rows += out
-    wall = time.perf_counter() - start
-    summary = summarise(table, rows, wall)
-    print_summary(table, summary, args, wall)
-    tail = "-ablation" if args.ablation else ""
-    out = Path(args.out or DATA / f"replays-table2{tail}.json")
-    args.figure = args.figure or str(ROOT / "docs" / "figures" / f"search-replays{tail}.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    head = json.dumps({"table": str(args.table), "replays": args.replays, "batch": args.batch,
-                       "parallel": args.parallel, "wall_s": wall, "commit": _commit(), "summary": summary},
-                      indent=1, default=float)
-    # The summary stays readable; the runs, one per line, keep the file small.
-    out.write_text(head[:-2] + ',\n "runs": [\n' + ",\n".join(
-        json.dumps(r, separators=(",", ":"), default=float) for r in rows) + "\n ]\n}\n")
-    if args.figure:
-        figure(summary, Path(args.figure))
-    print(f"wrote {out}" + (f" and {args.figure}" if args.figure else ""))
+        sys.exit(f"--strategies: unknown {unknown}; known: {sorted(known)}")
+    if rp.REFERENCE not in chosen:
+        chosen.append(rp.REFERENCE)  # every strategy is paired with it
+    if args.engine == "tune":
+        rows, wall = rp.timed(rp.run_tune, args.table, chosen, args.replays, args.workers, args.batch,
+                              Path(args.log_dir))
+    else:
+        rows, wall = rp.timed(rp.run_simulated, [args.table], chosen, args.replays, args.workers)
+    summary = rp.summarise(table, rows)
+    rp.print_table(table, summary, f"{args.replays} replays per strategy of {args.table} ({args.engine}, "
+                                   f"{args.workers} workers, wall {wall / 60:.1f} min)")
+    out = Path(args.out or DATA / f"replays-{Path(args.table).stem.removeprefix('curves-')}.json")
+    _write_runs(out, {"table": str(args.table), "replays": args.replays, "engine": args.engine,
+                      "workers": args.workers, "wall_s": wall, "commit": _commit(), "summary": summary}, rows)
+    print(f"wrote {out}")
 
 
-def summarise(table: Any, rows: list[dict], wall: float) -> list[dict]:
-    """Per strategy: P(within 0.02 of the true best) with its Wilson 95% interval over replays; the same
-    probability averaged over bootstrap draws of the truth seeds (the truth's own uncertainty) with the 2.5-97.5%
-    range over draws; mean regret; cost."""
-    import statistics
+def matrix(args: argparse.Namespace) -> None:
+    """Every strategy and candidate preset replayed on every table; leave-one-table-out; the default."""
+    import replays as rp
 
-    import numpy as np
+    from vdes_tune.search.curves import read_table
 
-    from vdes_tune.search.curves import truth_draws
-    from vdes_tune.search.replay import TOLERANCE, paper_cost, wilson
-
-    full = paper_cost(table)
-    draws = truth_draws(table)
-    close = draws.ge(draws.max(axis=1) - TOLERANCE - 1e-12, axis=0)  # draws x points: within the draw's best
-    out = []
-    for name in dict.fromkeys(r["strategy"] for r in rows):
-        mine = [r for r in rows if r["strategy"] == name]
-        hits = sum(r["within"] for r in mine)
-        low, high = wilson(hits, len(mine))
-        per_draw = close[[r["point"] for r in mine]].mean(axis=1).to_numpy()  # P over replays, per truth draw
-        out.append({"strategy": name, "replays": len(mine), "p_within": hits / len(mine), "ci_low": low,
-                    "ci_high": high, "p_within_truth_boot": float(per_draw.mean()),
-                    "truth_boot_low": float(np.percentile(per_draw, 2.5)),
-                    "truth_boot_high": float(np.percentile(per_draw, 97.5)),
-                    "mean_regret": statistics.fmean(r["regret"] for r in mine),
-                    "cost": statistics.fmean(r["seed_epochs"] for r in mine) / full,
-                    "seed_epochs": statistics.fmean(r["seed_epochs"] for r in mine),
-                    "seconds_per_replay": statistics.fmean(r["seconds"] for r in mine),
-                    "points_chosen": dict(sorted(
-                        {str(p): sum(r["point"] == p for r in mine) for p in {r["point"] for r in mine}}.items()))})
-    reference = {r["replay"]: r["within"] for r in rows if r["strategy"] == REFERENCE}
-    for s in out:
-        s["versus_" + REFERENCE] = mcnemar(reference, {r["replay"]: r["within"] for r in rows
-                                                       if r["strategy"] == s["strategy"]})
-    return out
-
-
-REFERENCE = "noise-aware"  # the strategy every other is paired with (same replay: same seeds drawn)
-
-
-def mcnemar(ref: dict[int, bool], other: dict[int, bool]) -> dict[str, Any]:
-    """Paired comparison of two strategies' hits over the replays both ran (common seed draws): the replays
-    only the reference got right, only the other got right, and the exact two-sided McNemar p (binomial)."""
-    from scipy import stats
-
-    shared = sorted(set(ref) & set(other))
-    only_ref = sum(ref[k] and not other[k] for k in shared)
-    only_other = sum(other[k] and not ref[k] for k in shared)
-    n = only_ref + only_other
-    p = float(stats.binomtest(only_ref, n, 0.5).pvalue) if n else 1.0
-    return {"replays": len(shared), "only_reference": only_ref, "only_other": only_other, "p": p}
-
-
-def print_summary(table: Any, summary: list[dict], args: argparse.Namespace, wall: float) -> None:
-    """The comparison as a Markdown table."""
-    from vdes_tune.search.replay import paper_cost
-
-    print(f"{args.replays} replays per strategy of {args.table}: {len(table.points)} points, "
-          f"{len(table.search_seeds)} search seeds, {table.epochs} epochs; paper protocol = {paper_cost(table)} "
-          f"seed-epochs; trials one at a time; wall {wall / 60:.1f} min ({args.parallel} drivers, batches of "
-          f"{args.batch} replays per Tuner run)")
-    print(f"| strategy | P(within 0.02 of true best) [95% CI] | same, truth bootstrapped [2.5-97.5%] | mean regret | "
-          f"cost (of paper) | seed-epochs | s per replay | vs {REFERENCE}: only it / only this (McNemar p) |")
+    tables = sorted(str(p) for p in (args.tables or sorted(DATA.glob("curves-*.parquet"))))
+    names = list(dict.fromkeys(s.name for s in rp.strategies(read_table(tables[0])) + rp.candidates(
+        read_table(tables[0]))))
+    rows, wall = rp.timed(rp.run_simulated, tables, names, args.replays, args.workers)
+    summaries = {Path(t).stem.removeprefix("curves-"): rp.summarise(read_table(t), [
+        r for r in rows if r["table"] == Path(t).stem]) for t in tables}
+    cells = rp.cells(summaries)
+    short = list(summaries)
+    candidates = [s.name for s in rp.candidates(read_table(tables[0]))]
+    loto = rp.leave_one_out(cells, candidates, short)
+    default = rp.choose(cells, candidates, short)
+    print(f"{args.replays} replays of {len(names)} strategies on {len(tables)} tables (simulated, {args.workers} "
+          f"workers): wall {wall / 60:.1f} min")
+    print_matrix(cells, names, short)
+    print("\nLeave one table out: the candidate with the best worst case on the other tables (within grid-2's cost "
+          "on each), scored on the table it never saw")
+    print("| held-out table | chosen on the others | its worst on the others | P(within 0.02) [95% CI] | truth "
+          "bootstrapped | seed-epochs (x grid-1) | grid-2 there | vs grid-2: only grid-2 / only it (McNemar p) |")
     print("|---|---|---|---|---|---|---|---|")
-    for s in summary:
-        versus = s["versus_" + REFERENCE]
-        paired = "" if s["strategy"] == REFERENCE or not versus["replays"] else \
-            f"{versus['only_reference']} / {versus['only_other']} ({versus['p']:.3g})"
-        print(f"| {s['strategy']} | {s['p_within']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}] | "
-              f"{s['p_within_truth_boot']:.2f} [{s['truth_boot_low']:.2f}, {s['truth_boot_high']:.2f}] | "
-              f"{s['mean_regret']:.4f} | {s['cost']:.3f} | {s['seed_epochs']:.0f} | {s['seconds_per_replay']:.1f} | "
-              f"{paired} |")
+    for r in loto:
+        v = r["versus_grid2"] or {}
+        print(f"| {r['held_out']} | {r['chosen']} | {r['worst_on_others']:.2f} | {r['p_within']:.2f} "
+              f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}] | {r['p_within_truth_boot']:.2f} | {r['seed_epochs']:.0f} "
+              f"({r['of_grid1']:.2f}) | {r['grid2_p_within']:.2f} at {r['grid2_seed_epochs']:.0f} | "
+              f"{v.get('only_reference')} / {v.get('only_other')} ({v.get('p', float('nan')):.2g}) |")
+    worst = rp.rank_key(cells[default], short) if default else None
+    print(f"\nDefault (best worst case over all {len(short)} tables within grid-2's cost): {default}"
+          + (f", worst {worst[0]:.2f}, mean {worst[1]:.2f}" if worst else ""))
+    out = Path(args.out or DATA / "replays-matrix.json")
+    _write_runs(out, {"tables": tables, "replays": args.replays, "workers": args.workers, "wall_s": wall,
+                      "commit": _commit(), "summaries": summaries, "leave_one_out": loto, "default": default},
+                rows)
+    figure = Path(args.figure or ROOT / "docs" / "figures" / "search-matrix.png")
+    rp.figure(cells, names, short, figure)
+    print(f"wrote {out} and {figure}")
 
 
-def figure(summary: list[dict], path: Path) -> None:
-    """Probability of ending within 0.02 F1 of the true best against cost, one point per strategy."""
-    import matplotlib
+def print_matrix(cells: dict, names: list[str], tables: list[str]) -> None:
+    """Strategies x tables: P(within 0.02) [95% CI], truth-bootstrapped P, cost as a multiple of grid-1's, and
+    McNemar against grid-2."""
+    print("| strategy | " + " | ".join(tables) + " | worst | mean |")
+    print("|---|" + "---|" * (len(tables) + 2))
+    for n in names:
+        parts = []
+        for t in tables:
+            c = cells[n][t]
+            v = c["versus_grid2"]
+            mark = "" if n == "grid-2" else (" **-**" if v["p"] < 0.05 and v["only_reference"] > v["only_other"] else
+                                              " **+**" if v["p"] < 0.05 else "")
+            parts.append(f"{c['p_within']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}] tb {c['p_within_truth_boot']:.2f}"
+                         f", x{c['of_grid1']:.2f}, {v['only_reference']}/{v['only_other']}{mark}")
+        ps = [cells[n][t]["p_within"] for t in tables]
+        print(f"| {n} | " + " | ".join(parts) + f" | {min(ps):.2f} | {sum(ps) / len(ps):.2f} |")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    # Strategies crowd at similar costs, so each has its own colour and marker, named in a legend.
-    fig, ax = plt.subplots(figsize=(9, 4.6))
-    markers, colours = "osD^vP*Xh<>p", plt.get_cmap("tab20").colors
-    for i, s in enumerate(summary):
-        low, high = max(0.0, s["p_within"] - s["ci_low"]), max(0.0, s["ci_high"] - s["p_within"])  # rounding at 1
-        ax.errorbar(s["cost"], s["p_within"], yerr=[[low], [high]], fmt=markers[i % len(markers)],
-                    color=colours[i % len(colours)], capsize=3, label=f"{s['strategy']} ({s['p_within']:.2f}, "
-                                                                    f"cost {s['cost']:.2f})")
-    ax.axhline(0.9, ls=":", c="grey")
-    ax.axvline(0.25, ls=":", c="grey")
-    ax.set_xscale("log")
-    ax.set_xlabel("cost: seed-epochs as a fraction of the paper's protocol (log)")
-    ax.set_ylabel("P(exported point within 0.02 F1 of true best)")
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    ax.set_title("Search strategies replayed on recorded curves (95% Wilson intervals)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _write_runs(out: Path, head: dict, rows: list[dict]) -> None:
+    """The summary readable at the top, the runs one per line (keeps the file small)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(head, indent=1, default=float)
+    out.write_text(text[:-2] + ',\n "runs": [\n' + ",\n".join(
+        json.dumps(r, separators=(",", ":"), default=float) for r in rows) + "\n ]\n}\n")
 
 
 def live(args: argparse.Namespace) -> None:
@@ -411,8 +298,10 @@ def live(args: argparse.Namespace) -> None:
     from vdes_tune.search.replay import TOLERANCE, paper_cost
     from vdes_tune.search.runner import SearchOptions, run_search
 
+    import replays as rp
+
     table = read_table(args.table)
-    strategy = {s.name: s for s in strategies(table) + ablations(table)}[args.strategy]
+    strategy = rp.by_name(table)[args.strategy]
     space = strategy.space(table, 0)
     work = Path(args.work or ROOT / "bench-work" / f"curves-{Path(args.table).stem}").resolve()
     prepare_dataset(from_dict(SynthConfig, table.meta["phantom"]), from_dict(IngestConfig, table.meta["ingest"]),
@@ -449,7 +338,7 @@ def yaml_load(path: str) -> Any:
 
 
 def main() -> None:
-    """Command line: record, replay, live or truth."""
+    """Command line: record, replay, matrix, live or truth."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="train every point x seed and write the table")
@@ -464,16 +353,22 @@ def main() -> None:
     rec.add_argument("--workers", type=int, default=2)
     rec.add_argument("--out", default=str(DEFAULT_TABLE))
     rec.add_argument("--work", default="", help="where runs and the dataset are kept (default bench-work/)")
-    rep = sub.add_parser("replay", help="replay the strategies against a table")
+    rep = sub.add_parser("replay", help="replay the strategies against one table")
     rep.add_argument("--table", default=str(DEFAULT_TABLE))
-    rep.add_argument("--replays", type=int, default=100)
-    rep.add_argument("--strategies", default="", help="comma-separated names (default: every main strategy)")
-    rep.add_argument("--ablation", action="store_true", help="replay the noise-aware variants instead")
-    rep.add_argument("--batch", type=int, default=25, help="replays of a strategy per Tuner run")
-    rep.add_argument("--parallel", type=int, default=4, help="Tuner runs at once (drivers on one Ray instance)")
-    rep.add_argument("--out", default="", help="the JSON (default benchmarks/data/replays-table2[-ablation].json)")
-    rep.add_argument("--figure", default="", help="the figure (default docs/figures/search-replays[-ablation].png)")
+    rep.add_argument("--replays", type=int, default=200)
+    rep.add_argument("--strategies", default="", help="comma-separated names (default: the main strategies)")
+    rep.add_argument("--engine", default="simulate", choices=["simulate", "tune"],
+                     help="simulate: the searchers and schedulers without Tune's controller; tune: Tuner runs")
+    rep.add_argument("--workers", type=int, default=2, help="processes (simulate) or Tuner drivers (tune)")
+    rep.add_argument("--batch", type=int, default=25, help="tune: replays of a strategy per Tuner run")
+    rep.add_argument("--out", default="", help="the JSON (default benchmarks/data/replays-<table>.json)")
     rep.add_argument("--log-dir", default=str(ROOT / "bench-work" / "logs"))
+    mx = sub.add_parser("matrix", help="every strategy and candidate on every table; leave-one-table-out")
+    mx.add_argument("--tables", nargs="*", default=[], help="tables (default benchmarks/data/curves-*.parquet)")
+    mx.add_argument("--replays", type=int, default=200)
+    mx.add_argument("--workers", type=int, default=2)
+    mx.add_argument("--out", default="", help="the JSON (default benchmarks/data/replays-matrix.json)")
+    mx.add_argument("--figure", default="", help="the figure (default docs/figures/search-matrix.png)")
     lv = sub.add_parser("live", help="a live search with a strategy on the table's phantom, scored by its truth")
     lv.add_argument("--table", default=str(DEFAULT_TABLE))
     lv.add_argument("--strategy", default="noise-aware")
@@ -486,6 +381,8 @@ def main() -> None:
         record(args)
     elif args.command == "replay":
         replay(args)
+    elif args.command == "matrix":
+        matrix(args)
     elif args.command == "live":
         live(args)
     elif args.command == "truth":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_gone
+from tests.conftest import kill_when, wait_gone
 from tests.search.conftest import write_space, zero_overhead_calibration
 from vdes_tune.config import TrainConfig
 from vdes_tune.search.export import result_rows
@@ -136,3 +136,53 @@ def test_trials_request_their_estimated_fraction_and_never_overfill_the_gpu(sear
     for start, _, _ in spans:
         load = sum(f for s, e, f in spans if s <= start <= e)
         assert load <= 1.0 + 1e-9
+
+
+@pytest.mark.slow
+def test_a_race_whose_driver_is_killed_mid_race_resumes_to_the_uninterrupted_export(ray_local, search_work, tmp_path):
+    """The race's state lives in the searcher Tune checkpoints (the scheduler holds the searcher, so its rungs
+    read the restored race too): a driver SIGKILLed after the race has decided a round, run again, ends with the
+    export of a run that was never killed."""
+    import pandas as pd
+    import yaml
+
+    from vdes_tune.config import SearchOptions
+    from vdes_tune.search.export import export
+    from vdes_tune.search.runner import run_search
+    from vdes_tune.search.space import load_space
+
+    work = tmp_path / "work"
+    shutil.copytree(search_work / "dataset", work / "dataset")
+    space = write_space(tmp_path / "race.yaml", strategy="noise-aware", repeats=4,
+                        parameters={"train.lr": {"choice": [1.0e-3, 5.0e-4, 1.0e-4, 5.0e-5]}},
+                        fixed={"train.classifier": "resnet18", "train.epochs": 4, "train.batch_size": 4},
+                        asha={"grace_period": 2, "reduction_factor": 2, "guard": "hedge"},
+                        race={"first_seeds": 2, "test": "t", "delta": 0.02})
+    run_search(load_space(space), work, SearchOptions(name="straight", max_concurrent=1))
+
+    cmd = [sys.executable, "-m", "vdes_tune", "search", str(space), "--work", str(work), "--name", "killed",
+           "--max-concurrent", "1"]
+    record = work / "search" / "killed" / "race" / "race.json"
+
+    def mid_race() -> bool:  # a round decided, the race not over
+        try:
+            race = json.loads(record.read_text())
+        except (OSError, ValueError):
+            return False
+        return race["round"] >= 3 and not race["over"]
+
+    kill_when(cmd, mid_race, ENV)
+    again = subprocess.run(cmd + ["--json"], env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout[again.stdout.index("{"):])["resumed"]
+
+    def exported(name: str) -> tuple[dict, list]:
+        doc = yaml.safe_load(Path(export(name, work)["best"]).read_text())
+        board = pd.read_csv(work / "best" / f"{name}-leaderboard.csv")
+        return doc["architectures"], sorted(board[["train.lr", "seeds", "race"]].itertuples(index=False, name=None))
+
+    straight, killed = exported("straight"), exported("killed")
+    assert killed[0][1]["searched"] == straight[0][1]["searched"]
+    assert killed[0][1]["objective"]["seed_scores"] == straight[0][1]["objective"]["seed_scores"]
+    assert killed[1] == straight[1]  # every point: its seeds and what the race decided
+    assert {status for _, _, status in straight[1]} >= {"finished", "dropped"}  # the race decided something

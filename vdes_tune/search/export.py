@@ -43,7 +43,7 @@ class Experiment:
     sidecar: dict[str, Any]
     space: SearchSpace
     trials: list[TrialRecord]
-    race: dict[str, Any] | None = None  # the race log (race.json) when the strategy raced seeds
+    race: dict[str, Any] | None = None  # the race's record (race/race.json) when it raced seeds
 
 
 def result_rows(path: Path) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ it anyway, because early ranks do not always predict late ranks:
   part.
 
 Decisions are taken when a trial ends (`complete`), never when Tune asks for the next trial. Everything is
-saved to and restored from one JSON record (`race.json`), which export, the leaderboard and the search report
+saved to and restored from one JSON record (`race/race.json`), which export, the leaderboard and the search report
 read. `race_searcher.py` adapts it to Ray Tune.
 """
 
@@ -33,7 +33,10 @@ import statistics
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-RACE_LOG = "race.json"  # the race's record, in the experiment folder
+# The race's record, in a folder of the experiment: on a restore, Tune copies every *.json and *.pkl at the
+# experiment's top level into its staging folder and uploads that copy again at each sync, which would put
+# the record back to its state at the kill.
+RACE_LOG = "race/race.json"
 RACE_FORMAT = 2
 SEED_START, SEED_COUNT = "_seed_start", "_seed_count"  # config keys a race adds to a point's trials
 DROPPED = ("dropped", "stopped at rung")  # outcomes that rule a point out

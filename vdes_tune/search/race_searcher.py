@@ -12,7 +12,7 @@ calls to it:
   so. It holds the searcher, not a race of its own: Tune checkpoints the searcher and never the scheduler, so
   after a restore both read the one restored race.
 
-The race's record is written to `race.json` in the experiment folder whenever a trial ends.
+The race's record is written to `race/race.json` in the experiment folder whenever a trial ends.
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ class MultiplexedScheduler(FIFOScheduler):
 
 def race_log_name(replay: int) -> str:
     """The race record of replay number `replay` of a batch, in its experiment folder."""
-    return f"race-{replay}.json"
+    return f"race/race-{replay}.json"
 
 
 def replay_batch(table: CurveTable, strategy: ReplayStrategy, replays: list[int], truth: dict[int, float],

@@ -22,6 +22,7 @@ the grace period); values a space sets itself are checked as written.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,8 +280,12 @@ def build_search(space: Any, log_path: str = "") -> tuple[Any, Any]:
         sampler = optuna.samplers.TPESampler(seed=strategy.seed)
     else:
         sampler = optuna.samplers.RandomSampler(seed=strategy.seed)
-    # A grid is its points enqueued in order: each trial takes the next one, exactly once.
+    # A grid is its points enqueued in order: each trial takes the next one, exactly once. A race's grid is
+    # shuffled by the strategy's seed: an asynchronous rung judges a point against those that came before it,
+    # so its fate must not depend on where the point sits in the YAML.
     points = space.grid() if strategy.algorithm == "grid" else None
+    if points and strategy.races:
+        random.Random(strategy.seed).shuffle(points)
     searcher = OptunaSearch(space.define_by_run(), metric=space.metric, mode=space.mode, sampler=sampler,
                             points_to_evaluate=points)
     if strategy.unique and strategy.algorithm != "grid":
