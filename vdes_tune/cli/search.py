@@ -166,4 +166,8 @@ def export_cmd(
     typer.echo(f"{out['finished']}/{out['total']} trials finished ({out['infeasible']} infeasible, "
                f"{out['errored']} errored); best configuration for architecture(s) "
                f"{', '.join(f'#{a}' for a in out['architectures'])}")
+    if out["memory_front"]:
+        typer.echo("What more GPU memory buys (the best point that fits each card, and the step up's gain):")
+        for line in out["memory_front"]:
+            typer.echo(f"  {line}")
     typer.echo(f"wrote {out['best']}\nwrote {out['leaderboard']}")

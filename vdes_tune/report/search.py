@@ -17,7 +17,8 @@ import pandas as pd
 
 from vdes_tune import __version__
 from vdes_tune.errors import BadInputError
-from vdes_tune.search.export import Experiment, best_per_architecture, leaderboard, load_experiment
+from vdes_tune.search.export import Experiment, best_per_architecture, front_of, leaderboard, load_experiment
+from vdes_tune.search.memory_front import front_lines
 from vdes_tune.search.space import Domain
 from vdes_tune.workspace import SCHEMA_VERSION, Workspace, atomic_dir, write_json
 
@@ -172,7 +173,12 @@ def summary(exp: Experiment) -> dict[str, Any]:
             "importance": table, "importance_note": why, "figures": figures(study), "figure_notes": figure_notes(study),
             "leaderboard": board, "strategy": exp.space.strategy.describe(exp.space.epochs),
             "cost_seed_epochs": int(board["seed_epochs"].sum()) if len(board) else 0,
-            "choice": choices(exp, board), "seeds": seeds_table(exp, board)}
+            "choice": choices(exp, board), "seeds": seeds_table(exp, board), "memory_front": _front(exp, board)}
+
+
+def _front(exp: Experiment, board: pd.DataFrame) -> list[str]:
+    front = front_of(exp, board)
+    return front_lines(front, exp.space.metric) if front else []
 
 
 def choices(exp: Experiment, board: pd.DataFrame) -> list[str]:
@@ -260,6 +266,9 @@ def build(work: str | Path, experiment: str, storage: str = "") -> dict[str, Any
         md = [f"# vdes-tune search report: {found['experiment']}\n", head + "\n", "## How sure the choice is\n",
               *[f"- {line}" for line in found["choice"]], "", note + "\n"]
         md += [f"- {why}" for why in found["figure_notes"].values()] + [""]
+        if found["memory_front"]:
+            md += ["## What more GPU memory buys\n", FRONT_NOTE + "\n", *[f"- {line}" for line in found["memory_front"]],
+                   ""]
         md += [f"![{n}](figures/{n})\n" for n in found["figures"]]
         md += ["## Seeds per point\n", SEEDS_NOTE + "\n", markdown_table(found["seeds"]) if len(found["seeds"]) else
                "(none)\n"]
@@ -281,6 +290,11 @@ SEARCH_TITLES = {"search_history.png": "Optimisation history", "search_parallel.
                  "search_importance.png": "Parameter importance (fANOVA)"}
 
 
+FRONT_NOTE = ("The best point that fits each card (by its estimated peak memory at the crops the search trained "
+              "on, as `vdes-tune plan` sizes it), its objective with a 95% t interval over its seeds, and what the "
+              "step up from the card before buys: the paired difference over shared seeds, with its interval.")
+
+
 SEEDS_NOTE = ("Each point's seeds, its objective over them (mean of each seed's best-validation-epoch value, "
               "std across seeds) and its cost in seed-epochs; with a race, what it decided and on what evidence.")
 
@@ -294,6 +308,9 @@ def search_html(found: dict[str, Any]) -> str:
     if found.get("choice"):
         parts.append("<h3>How sure the choice is</h3><ul>" + "".join(
             f"<li>{html.escape(line)}</li>" for line in found["choice"]) + "</ul>")
+    if found.get("memory_front"):
+        parts.append("<h3>What more GPU memory buys</h3><p>" + html.escape(FRONT_NOTE) + "</p><ul>" + "".join(
+            f"<li>{html.escape(line)}</li>" for line in found["memory_front"]) + "</ul>")
     parts += [f"<figure>{img_tag(data, SEARCH_TITLES.get(name, name))}<figcaption>"
               f"{html.escape(SEARCH_TITLES.get(name, name))}</figcaption></figure>"
               for name, data in found["figures"].items()]

@@ -220,6 +220,23 @@ def best_per_architecture(exp: Experiment, board: pd.DataFrame) -> dict[int, dic
     return out
 
 
+def front_of(exp: Experiment, board: pd.DataFrame) -> dict[str, Any] | None:
+    """What more GPU memory buys (`memory_front`), over the points that finished a seed, when the space varies
+    the memory; None otherwise. Memory is each trial's estimate at the crops it trained on."""
+    from vdes_tune.search.memory_front import memory_front, varies_memory
+
+    if board.empty or "memory_estimate_gb" not in board:
+        return None
+    rows = board[(board["feasible"] == 1) & (board["seeds"] > 0)]
+    if not varies_memory(rows["memory_estimate_gb"].astype(float).tolist()):
+        return None
+    points = [{"values": {k: _plain(r[k]) for k in exp.space.searched if k in r},
+               "memory_gb": float(r["memory_estimate_gb"]),
+               "scores": {str(k): float(v) for k, v in json.loads(r["seed_scores"]).items()}}
+              for _, r in rows.iterrows()]
+    return memory_front(points, exp.space.mode)
+
+
 def export(experiment: str, work: str | Path, storage: str = "") -> dict[str, Any]:
     """Write `best/<experiment>.yaml` and `best/<experiment>-leaderboard.csv`; returns what was written."""
     workspace = Workspace.at(work)
@@ -249,14 +266,20 @@ def export(experiment: str, work: str | Path, storage: str = "") -> dict[str, An
             "vdes_tune": __version__,
         },
     }
+    front = front_of(exp, board)
+    if front is not None:
+        doc["memory_front"] = front
     out_yaml = workspace.root / "best" / f"{exp.sidecar['experiment']}.yaml"
     out_csv = workspace.root / "best" / f"{exp.sidecar['experiment']}-leaderboard.csv"
     write_text(str(out_csv), board.to_csv(index=False))
     write_text(str(out_yaml), yaml.safe_dump(doc, sort_keys=False))
     workspace.push(out_csv)
     workspace.push(out_yaml)
+    from vdes_tune.search.memory_front import front_lines
+
     return {"best": workspace.location(out_yaml), "leaderboard": workspace.location(out_csv),
-            "architectures": sorted(best), **counts}
+            "architectures": sorted(best), **counts,
+            "memory_front": front_lines(front, space.metric) if front else []}
 
 
 @dataclass(frozen=True)
