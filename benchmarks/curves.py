@@ -10,6 +10,7 @@ replay   runs each strategy many times against a table through the project's own
 matrix   replays every strategy and candidate preset on every recorded table, chooses the preset by
          leave-one-table-out and prints the matrix, the held-out scores and the default.
 live     runs one strategy as a real search on the table's phantom and scores where it ends by the truth.
+front    what more GPU memory buys on a table whose space varies the memory (true F1 against estimated memory).
 truth    prints a table's truth: each point's mean over the held-out seeds and how stable the top is.
 
     python benchmarks/curves.py record [--space benchmarks/data/table2-space.yaml] [--patients 100]
@@ -27,6 +28,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -330,6 +332,70 @@ def live(args: argparse.Namespace) -> None:
         index=False))
 
 
+def front(args: argparse.Namespace) -> None:
+    """What more GPU memory buys, on a table whose space varies the memory: each point's true F1 (its truth
+    seeds' scores, paired by seed) against its estimated peak memory at `--crop-size` px and the table's batch
+    (the estimator `vdes-tune plan` uses); the best point per card and each step's gain, with intervals."""
+    from vdes_tune.search.curves import read_table, score_matrix
+    from vdes_tune.search.memory_front import BUDGETS_GB, front_lines, memory_front
+    from vdes_tune.search.space import parse_space
+    from vdes_tune.training.memory import estimate, load_calibration
+
+    table = read_table(args.table)
+    space = parse_space(table.meta["space"], str(args.table))
+    scores = score_matrix(table, table.truth_seeds)
+    calibration = load_calibration(None)
+    points = []
+    for point in table.points.index:
+        values = table.values_of(int(point))
+        memory = estimate(space.train_config(values), args.crop_size, calibration).total_gb
+        points.append({"values": values, "memory_gb": memory,
+                       "scores": {str(s): float(v) for s, v in scores.loc[point].items()}})
+    budgets = tuple(sorted(set(BUDGETS_GB) | set(args.extra_budgets)))
+    found = memory_front(points, space.mode, budgets)
+    print(f"{args.table}: {len(points)} points; memory estimated at {args.crop_size} px, batch "
+          f"{space.train_config({}).batch_size} ({calibration.source} calibration); true F1 over the "
+          f"{len(table.truth_seeds)} truth seeds (95% t intervals; steps paired by seed)")
+    for p in sorted(points, key=lambda p: p["memory_gb"]):
+        print(f"  {p['values']}: {p['memory_gb']:.2f} GB, true F1 {statistics.fmean(p['scores'].values()):.4f}")
+    print("Pareto front: " + "; ".join(f"{e['values']} {e['memory_gb']:.2f} GB -> {e['mean']:.4f}"
+                                      for e in found["pareto"]))
+    for line in front_lines(found, "true F1"):
+        print(f"  {line}")
+    figure = Path(args.figure or ROOT / "docs" / "figures" / f"memory-front-{Path(args.table).stem}.png")
+    _front_figure(points, found, figure)
+    print(f"wrote {figure}")
+
+
+def _front_figure(points: list[dict], found: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    for p in points:
+        values = list(p["scores"].values())
+        mean = statistics.fmean(values)
+        half = 1.96 * statistics.stdev(values) / len(values) ** 0.5
+        ax.errorbar(p["memory_gb"], mean, yerr=half, fmt="o", color="grey", capsize=2, alpha=0.6)
+        ax.annotate("/".join(str(v) for v in p["values"].values()), (p["memory_gb"], mean), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    xs = [e["memory_gb"] for e in found["pareto"]]
+    ys = [e["mean"] for e in found["pareto"]]
+    ax.step(xs, ys, where="post", color="tab:blue", label="front: the best point at or under this memory")
+    for step in found["budgets"]:
+        ax.axvline(step["budget_gb"], ls=":", c="lightgrey")
+    ax.set_xscale("log")
+    ax.set_xlabel("estimated peak GPU memory (GB, log)")
+    ax.set_ylabel("true validation F1 (95% interval)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def yaml_load(path: str) -> Any:
     """A YAML file's content."""
     import yaml
@@ -338,7 +404,7 @@ def yaml_load(path: str) -> Any:
 
 
 def main() -> None:
-    """Command line: record, replay, matrix, live or truth."""
+    """Command line: record, replay, matrix, live, front or truth."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="train every point x seed and write the table")
@@ -374,6 +440,11 @@ def main() -> None:
     lv.add_argument("--strategy", default="noise-aware")
     lv.add_argument("--concurrent", type=int, default=2)
     lv.add_argument("--work", default="", help="where the phantom is ingested (default: the recording's)")
+    fr = sub.add_parser("front", help="what more GPU memory buys, on a table whose space varies the memory")
+    fr.add_argument("--table", required=True)
+    fr.add_argument("--crop-size", type=int, default=224, help="the crops the memory is estimated at (the paper's)")
+    fr.add_argument("--extra-budgets", type=float, nargs="*", default=[], help="cards besides 8 ... 80 GB")
+    fr.add_argument("--figure", default="", help="default docs/figures/memory-front-<table>.png")
     tr = sub.add_parser("truth", help="print a table's truth")
     tr.add_argument("--table", default=str(DEFAULT_TABLE))
     args = parser.parse_args()
@@ -385,6 +456,8 @@ def main() -> None:
         matrix(args)
     elif args.command == "live":
         live(args)
+    elif args.command == "front":
+        front(args)
     elif args.command == "truth":
         print_truth(Path(args.table))
 
