@@ -61,6 +61,10 @@ def test_the_noise_aware_rung_sits_at_a_quarter_of_the_epochs_unless_the_space_s
     ({"race": {"alpha": 0.1}}, "race"),  # race settings without a race
     ({"scheduler": "asha", "asha": {"metric": "test_f1"}}, "asha.metric"),
     ({"unique": "yes"}, "unique"),
+    ({"scheduler": "race", "asha": {"brackets": 2}}, "asha.brackets"),  # Ray's Hyperband is an asha option
+    ({"scheduler": "asha", "asha": {"guard": "hedge"}}, "asha.guard"),  # a guard is a race's
+    ({"scheduler": "race", "asha": {"guard": "maybe"}}, "asha.guard"),
+    ({"scheduler": "race", "race": {"budget": 0.5}}, "race.budget"),  # cannot pay the first block
 ])
 def test_invalid_strategies_name_the_field(edit, field):
     with pytest.raises(BadInputError) as err:

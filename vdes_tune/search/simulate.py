@@ -45,7 +45,10 @@ def simulate_replay(table: CurveTable, strategy: ReplayStrategy, replay: int, tr
     from vdes_tune.search.strategy import build_search
     from vdes_tune.search.trainable import _TABLES, replay_fitter, report_of, trial_seeds
 
+    import numpy as np
+
     start = time.perf_counter()
+    np.random.seed(replay)  # Ray's ASHA draws a trial's bracket from NumPy's global generator
     space = strategy.space(table, replay)
     seed_map = draw_seeds(table, space.strategy.repeats, replay)
     searcher, scheduler = build_search(space)

@@ -70,6 +70,7 @@ class Strategy:
     min_rho: float = 0.6  # guard self-check: the rank correlation the rung needs to act
     min_pairs: int = 4  # guard self-check: finished first blocks needed before the rung acts
     hedge: float = 0.25  # guard hedge: the share of the steepest recent improvements kept
+    brackets: int = 1  # asha: Ray's asynchronous Hyperband brackets (a later bracket's first rung is later)
 
     @property
     def races(self) -> bool:
@@ -114,6 +115,7 @@ class Strategy:
                  "unique points" if self.unique and self.algorithm != "grid" else ""]
         if self.scheduler == "asha":
             parts.append(f"ASHA grace {self.grace_period} rf {self.reduction_factor}"
+                         + (f" x {self.brackets} brackets" if self.brackets > 1 else "")
                          + (f" ({self.rungs} rung(s))" if self.rungs else "") + f" on {self.rung_metric or 'the objective'}")
         if self.races:
             rungs = "no epoch rungs" if epochs and self.grace_period >= epochs else (
@@ -182,7 +184,12 @@ def parse_strategy(data: dict[str, Any], where: str, epochs: int) -> Strategy:
     if not isinstance(unique, bool):
         raise _fail(where, "unique", f"expected true or false, got {unique!r}")
     asha = _section(data, "asha", {"grace_period", "grace_fraction", "reduction_factor", "metric", "rungs", "guard",
-                                   "min_rho", "min_pairs", "hedge"}, where)
+                                   "min_rho", "min_pairs", "hedge", "brackets"}, where)
+    brackets = asha.get("brackets", 1)
+    if isinstance(brackets, bool) or not isinstance(brackets, int) or brackets < 1:
+        raise _fail(where, "asha.brackets", f"expected an integer >= 1, got {brackets!r}")
+    if brackets > 1 and scheduler != "asha":
+        raise _fail(where, "asha.brackets", "brackets are Ray's asynchronous Hyperband (scheduler: asha)")
     if given.get("asha") and scheduler == "none":
         raise _fail(where, "asha", "set scheduler: asha (or race) to use these settings")
     grace, reduction = asha.get("grace_period", 1), asha.get("reduction_factor", 3)
@@ -223,7 +230,7 @@ def parse_strategy(data: dict[str, Any], where: str, epochs: int) -> Strategy:
     return Strategy(name=str(data["strategy"]), algorithm=algorithm, num_samples=samples, seed=seed, unique=unique,
                     repeats=repeats, scheduler=scheduler, grace_period=grace, reduction_factor=reduction, rungs=rungs,
                     rung_metric=rung_metric, first_seeds=first, alpha=float(alpha), test=test, delta=delta,
-                    budget=budget, **guard)
+                    budget=budget, brackets=brackets, **guard)
 
 
 def _number(section: dict[str, Any], key: str, default: float, low: float, high: float, where: str,
@@ -307,4 +314,5 @@ def build_search(space: Any, log_path: str = "") -> tuple[Any, Any]:
     top = strategy.grace_period * strategy.reduction_factor ** (strategy.rung_count(space.epochs) - 1)
     return searcher, ASHAScheduler(time_attr="epoch", metric=key if strategy.rung_metric else space.metric,
                                    mode=mode, max_t=space.epochs if not strategy.rungs else top,
-                                   grace_period=strategy.grace_period, reduction_factor=strategy.reduction_factor)
+                                   grace_period=strategy.grace_period, reduction_factor=strategy.reduction_factor,
+                                   brackets=strategy.brackets)
