@@ -230,6 +230,15 @@ def test_the_record_restores_a_race_mid_way_to_the_same_end():
     assert restored.over and restored.to_json() == whole.to_json()
 
 
+def test_the_cutoff_is_numpys_nanpercentile():
+    rng = random.Random(3)
+    for n in range(1, 40):
+        values = [rng.uniform(0, 1) for _ in range(n)] + [float("nan")] * (n % 3)
+        for keep in (1 / 2, 1 / 3, 1 / 4, 0.25, 0.1):
+            assert cutoff(values, keep) == np.nanpercentile(values, (1 - keep) * 100)
+    assert cutoff([], 0.5) is None
+
+
 def test_spearman_is_scipys_and_undefined_on_a_constant_side():
     pairs = [(0.1, 0.3), (0.2, 0.2), (0.3, 0.9), (0.4, 0.4)]
     assert spearman(pairs) == pytest.approx(stats.spearmanr(*zip(*pairs)).statistic)

@@ -169,10 +169,16 @@ def extrapolate(curve: dict[int, float], horizon: int, level: float = 0.9) -> tu
 
 def cutoff(recorded: list[float], keep: float) -> float | None:
     """ASHA's cutoff (Ray's `_Bracket.cutoff`): the (1 - keep) quantile of the values recorded at a rung
-    before this one, values oriented so that larger is better; None when nothing was recorded."""
-    import numpy as np
-
-    return float(np.nanpercentile(recorded, (1 - keep) * 100)) if recorded else None
+    before this one, values oriented so that larger is better; None when nothing was recorded. NumPy's
+    `nanpercentile` arithmetic (linear method, its two-sided lerp), written out: it is the replays' hot spot."""
+    values = sorted(v for v in recorded if v == v)
+    if not values:
+        return None
+    index = (len(values) - 1) * (((1 - keep) * 100) / 100)
+    low = math.floor(index)
+    a, b = values[low], values[min(low + 1, len(values) - 1)]
+    t = index - low
+    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
 # --- settings ---------------------------------------------------------------------------------------------------
