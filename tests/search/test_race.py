@@ -150,17 +150,22 @@ def test_extrapolate_keeps_a_slow_learner_whose_curve_reaches_the_incumbent_and_
     assert [e["point"]["train.lr"] for e in kept] == [2.0] and "reaches the incumbent's 0.8200" in kept[0]["why"]
 
 
-def test_the_extrapolation_is_least_squares_in_log_epoch_with_its_prediction_bound():
+def test_the_extrapolation_is_the_best_least_squares_family_with_its_prediction_bound():
     curve = {1: 0.50, 2: 0.60, 3: 0.66, 4: 0.70, 5: 0.71}
     pred, upper = extrapolate(curve, 12, level=0.9)
-    x = np.log(list(curve))
-    design = np.column_stack([np.ones_like(x), x])
-    coef, *_ = np.linalg.lstsq(design, np.array(list(curve.values())), rcond=None)
-    x0 = np.array([1.0, math.log(12)])
-    resid = np.array(list(curve.values())) - design @ coef
-    s2 = resid @ resid / (len(x) - 2)
-    se = math.sqrt(s2 * (1 + x0 @ np.linalg.inv(design.T @ design) @ x0))
-    assert pred == pytest.approx(x0 @ coef) and upper == pytest.approx(x0 @ coef + stats.t.ppf(0.9, 3) * se)
+    y = np.array(list(curve.values()))
+    fits = []
+    for basis in (np.log, lambda e: -(e ** -0.5), lambda e: -1.0 / e, lambda e: -(e ** -2.0)):
+        design = np.column_stack([np.ones(5), basis(np.array(list(curve), dtype=float))])
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        resid = y - design @ coef
+        x0 = np.array([1.0, basis(12.0)])
+        se = math.sqrt(resid @ resid / 3 * (1 + x0 @ np.linalg.inv(design.T @ design) @ x0))
+        fits.append((resid @ resid, x0 @ coef, x0 @ coef + stats.t.ppf(0.9, 3) * se))
+    _, want, bound = min(fits, key=lambda f: f[0])
+    assert (pred, upper) == pytest.approx((want, bound))
+    # This curve flattens: a saturating power law fits it better than the log line, and predicts less.
+    assert pred < fits[0][1]
     assert extrapolate({1: 0.5, 2: 0.6}, 12) == pytest.approx((0.5 + 0.1 / math.log(2) * math.log(12),) * 2)
     assert extrapolate({3: 0.5}, 12)[1] == math.inf
 

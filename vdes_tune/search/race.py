@@ -15,8 +15,9 @@ it anyway, because early ranks do not always predict late ranks:
 - `self-check`: the rung acts only while the rank correlation between the rung value and the final objective,
   over the points that finished their first block, is high; when it falls, the rung stands down for good and
   the points it stopped are trained again from the start (reprieved);
-- `extrapolate`: a parametric learning curve (log-linear in the epoch) fitted to the point's values so far
-  keeps it when its optimistic prediction of the last epoch reaches the incumbent's value there;
+- `extrapolate`: a parametric learning curve (the best fit of a log-linear and a few saturating power laws)
+  fitted to the point's values so far keeps it when its optimistic prediction of the last epoch reaches the
+  incumbent's value there;
 - `hedge`: the points whose recent improvement is among the steepest at the rung are kept beside the better
   part.
 
@@ -141,29 +142,43 @@ def spearman(pairs: list[tuple[float, float]]) -> float:
     return float(stats.spearmanr(xs, ys).statistic)
 
 
+# The curve families `extrapolate` fits: y = a + b x(epoch), with x = ln(epoch) (log-linear) or x = -epoch^-alpha
+# (a saturating power law, y = a - b epoch^-alpha, for a few fixed alpha: linear in a and b once alpha is fixed).
+CURVE_FAMILIES: tuple[tuple[str, float], ...] = (("log", 0.0), ("pow", 0.5), ("pow", 1.0), ("pow", 2.0))
+
+
+def _basis(kind: str, alpha: float, epoch: float) -> float:
+    return math.log(epoch) if kind == "log" else -(epoch ** -alpha)
+
+
 def extrapolate(curve: dict[int, float], horizon: int, level: float = 0.9) -> tuple[float, float]:
-    """The value a learning curve reaches at epoch `horizon`, from a fit of y = a + b ln(epoch) to its values
-    so far (Domhan et al.'s simplest family, which a best-so-far metric follows closely early on): the
-    prediction and its one-sided `level` upper prediction bound (t distribution on the fit's residuals).
-    With two epochs the line is exact and the bound is the prediction; with one there is nothing to fit."""
+    """The value a learning curve reaches at epoch `horizon`, from the best-fitting (least squares) of a few
+    parametric families (`CURVE_FAMILIES`, after Domhan et al.'s power laws) fitted to its values so far:
+    the prediction and its one-sided `level` upper prediction bound (t distribution on the fit's residuals).
+    With two epochs every line is exact and the bound is the log-linear prediction; with one there is
+    nothing to fit."""
     from scipy import stats
 
-    xs = [math.log(e) for e in sorted(curve)]
-    ys = [curve[e] for e in sorted(curve)]
-    n = len(xs)
+    epochs = sorted(curve)
+    ys = [curve[e] for e in epochs]
+    n = len(ys)
     if n < 2:
         return float("nan"), float("inf")
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    a = my - b * mx
-    x0 = math.log(horizon)
+    best = None
+    for kind, alpha in CURVE_FAMILIES:
+        xs = [_basis(kind, alpha, e) for e in epochs]
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+        a = my - b * mx
+        sse = sum((y - (a + b * x)) ** 2 for x, y in zip(xs, ys))
+        if best is None or sse < best[0] - 1e-15:
+            best = (sse, a, b, mx, sxx, _basis(kind, alpha, horizon))
+    sse, a, b, mx, sxx, x0 = best
     pred = a + b * x0
     if n < 3:
         return pred, pred
-    resid = [y - (a + b * x) for x, y in zip(xs, ys)]
-    s = math.sqrt(sum(r * r for r in resid) / (n - 2))
-    se = s * math.sqrt(1 + 1 / n + (x0 - mx) ** 2 / sxx)
+    se = math.sqrt(sse / (n - 2)) * math.sqrt(1 + 1 / n + (x0 - mx) ** 2 / sxx)
     return pred, pred + float(stats.t.ppf(level, n - 2)) * se
 
 
