@@ -213,10 +213,13 @@ def replay(args: argparse.Namespace) -> None:
     summary = rp.summarise(table, rows)
     rp.print_table(table, summary, f"{args.replays} replays per strategy of {args.table} ({args.engine}, "
                                    f"{args.workers} workers, wall {wall / 60:.1f} min)")
-    out = Path(args.out or DATA / f"replays-{Path(args.table).stem.removeprefix('curves-')}.json")
+    stem = Path(args.table).stem.removeprefix("curves-")
+    out = Path(args.out or DATA / f"replays-{stem}.json")
+    figure = Path(args.figure or ROOT / "docs" / "figures" / f"search-replays-{stem}.png")
+    rp.cost_figure(summary, f"Strategies replayed on {stem} (95% Wilson intervals)", figure)
     _write_runs(out, {"table": str(args.table), "replays": args.replays, "engine": args.engine,
                       "workers": args.workers, "wall_s": wall, "commit": _commit(), "summary": summary}, rows)
-    print(f"wrote {out}")
+    print(f"wrote {out} and {figure}")
 
 
 def matrix(args: argparse.Namespace) -> None:
@@ -428,6 +431,7 @@ def main() -> None:
     rep.add_argument("--workers", type=int, default=2, help="processes (simulate) or Tuner drivers (tune)")
     rep.add_argument("--batch", type=int, default=25, help="tune: replays of a strategy per Tuner run")
     rep.add_argument("--out", default="", help="the JSON (default benchmarks/data/replays-<table>.json)")
+    rep.add_argument("--figure", default="", help="the figure (default docs/figures/search-replays-<table>.png)")
     rep.add_argument("--log-dir", default=str(ROOT / "bench-work" / "logs"))
     mx = sub.add_parser("matrix", help="every strategy and candidate on every table; leave-one-table-out")
     mx.add_argument("--tables", nargs="*", default=[], help="tables (default benchmarks/data/curves-*.parquet)")

@@ -291,6 +291,34 @@ def figure(matrix: dict[str, dict[str, dict]], names: list[str], tables: list[st
     plt.close(fig)
 
 
+def cost_figure(summary: list[dict], title: str, path: Path) -> None:
+    """P(within 0.02) against cost (a multiple of grid-1's), one point per strategy, with Wilson intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    markers, colours = "osD^vP*Xh<>p", plt.get_cmap("tab20").colors
+    for i, s in enumerate(summary):
+        low, high = max(0.0, s["p_within"] - s["ci_low"]), max(0.0, s["ci_high"] - s["p_within"])
+        ax.errorbar(s["of_grid1"], s["p_within"], yerr=[[low], [high]], fmt=markers[i % len(markers)],
+                    color=colours[i % len(colours)], capsize=3,
+                    label=f"{s['strategy']} ({s['p_within']:.2f}, x{s['of_grid1']:.2f})")
+    ax.axhline(0.95, ls=":", c="grey")
+    ax.axvline(2.0, ls=":", c="grey")
+    ax.set_xscale("log")
+    ax.set_xlabel("cost: seed-epochs as a multiple of grid-1's (log)")
+    ax.set_ylabel("P(exported point within 0.02 F1 of true best)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def timed(fn: Any, *args: Any) -> tuple[Any, float]:
     """fn(*args) and its wall seconds."""
     start = time.perf_counter()
