@@ -67,3 +67,15 @@ def test_a_two_trial_search_draws_no_meaningless_figures_and_says_why() -> None:
             {"val_f1": 0.5 + i / 100, "epoch": 4}) for i in range(12)]
     assert "single parameter is 1 by definition" in search_report.importances(
         search_report.rebuild_study(experiment(one)))[1]
+
+
+def test_the_report_says_when_a_rung_stood_down() -> None:
+    from dataclasses import replace
+
+    rows = [("t_00000", "TERMINATED", {"train.lr": 1e-3, "train.dropout": 0.1},
+             {"val_f1": 0.7, "epoch": 4, "feasible": 1, "seed_scores": {"0": 0.7}})]
+    race = {"over": True, "points": {}, "events": [
+        {"action": "rung stood down", "epoch": 3, "why": "Spearman 0.40 over 5 finished points is below 0.6"}]}
+    lines = search_report.choices(replace(experiment(rows), race=race), search_report.leaderboard(experiment(rows)))
+    assert lines[-1] == ("The epoch rung at epoch 3 stood down: Spearman 0.40 over 5 finished points is below 0.6; "
+                         "the points it had stopped were trained again from the start.")

@@ -205,6 +205,10 @@ def choices(exp: Experiment, board: pd.DataFrame) -> list[str]:
         else:
             line += f"; {versus['verdict']}"
         out.append(line)
+    for event in (exp.race or {}).get("events", []):
+        if event.get("action") == "rung stood down":
+            out.append(f"The epoch rung at epoch {event['epoch']} stood down: {event['why']}; the points it had "
+                       f"stopped were trained again from the start.")
     return out
 
 

@@ -67,8 +67,13 @@ class RaceSearcher(PickledSearcher):
             self.base.on_trial_complete(trial_id, result=result, error=error)
         result = result or {}
         outcome = "failed" if error or not result else "infeasible" if not result.get("feasible", 1) else "ok"
+        seen = len(self.race.events)
         self.race.complete(trial_id, seed_scores(result), int(result.get("seed_epochs", 0) or 0),
                            int(result.get("epoch", 0) or 0), outcome)
+        for event in self.race.events[seen:]:
+            if event["action"] == "rung stood down":  # the one decision that changes the search's course
+                print(f"[search] the rung at epoch {event['epoch']} stood down: {event['why']}; the points it "
+                      f"stopped are trained again", flush=True)
         self.save_log()
 
     def save_log(self) -> None:
