@@ -133,7 +133,9 @@ def run_tune(table_path: str, names: list[str], replays: int, parallel: int, bat
     os.environ.update(env)
     rows: list[dict] = []
     with ray_session(num_cpus=max(2, parallel), log_dir=log_dir, name="replay"):
-        task = ray.remote(num_cpus=0, runtime_env={"env_vars": env})(_tune_jobs)
+        # The drivers import this module by name: its folder goes on their path.
+        path = os.pathsep.join([str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")]).rstrip(":")
+        task = ray.remote(num_cpus=0, runtime_env={"env_vars": {**env, "PYTHONPATH": path}})(_tune_jobs)
         pending = [task.remote(str(Path(table_path).resolve()), jobs[i::parallel], true) for i in range(parallel)
                    if jobs[i::parallel]]
         for out in ray.get(pending):
