@@ -28,7 +28,7 @@ bench: $(BIN)/vdes-tune
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/search.py
-	$(BIN)/python benchmarks/curves.py replay
+	$(BIN)/python benchmarks/curves.py matrix --replays 200
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/demo.py
 	$(BIN)/python benchmarks/answer_calibration.py

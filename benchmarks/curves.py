@@ -188,6 +188,26 @@ def print_truth(path: Path) -> None:
     print(f"top stability (bootstrap of the {len(table.truth_seeds)} truth seeds, {stable['draws']} draws): "
           f"point {stable['best_point']} is best in {stable['p_same_best']:.0%}; within 0.02 of the draw's best "
           f"in {stable['p_best_within_tolerance']:.0%}; best-point shares {stable['p_best']}")
+    for name, fraction in (("quarter", 0.25), ("half", 0.5)):
+        c = rung_character(table, fraction)
+        print(f"{name} rung (epoch {c['epoch']}, best-so-far val ROC-AUC, mean over search seeds): the true best "
+              f"ranks {c['best_rank']} of {c['points']}; Spearman with the true F1 {c['spearman']:.2f}")
+
+
+def rung_character(table: Any, fraction: float) -> dict[str, Any]:
+    """How well a rung at `fraction` of the epochs ranks a table's points: the true best's rank there and the
+    Spearman correlation with the true F1 over all points (what decides whether a rung cuts the winner)."""
+    from scipy.stats import spearmanr
+
+    from vdes_tune.search.curves import truth
+
+    epoch = int(table.epochs * fraction) or table.epochs
+    early = table.frame[table.frame["seed"].isin(table.search_seeds) & (table.frame["epoch"] <= epoch)]
+    at_rung = early.groupby(["point", "seed"])["val_roc_auc"].max().groupby("point").mean()
+    true = truth(table)["true_mean"]
+    ranks = at_rung.rank(ascending=False, method="min")
+    return {"epoch": epoch, "points": len(true), "best_rank": int(ranks[true.index[0]]),
+            "spearman": float(spearmanr(at_rung.reindex(true.index), true).statistic)}
 
 
 def replay(args: argparse.Namespace) -> None:
@@ -257,12 +277,29 @@ def matrix(args: argparse.Namespace) -> None:
     print(f"\nDefault (best worst case over all {len(short)} tables within grid-2's cost): {default}"
           + (f", worst {worst[0]:.2f}, mean {worst[1]:.2f}" if worst else ""))
     out = Path(args.out or DATA / "replays-matrix.json")
-    _write_runs(out, {"tables": tables, "replays": args.replays, "workers": args.workers, "wall_s": wall,
-                      "commit": _commit(), "summaries": summaries, "leave_one_out": loto, "default": default},
-                rows)
+    write_matrix(out, {"tables": [str(Path(t).relative_to(ROOT)) if Path(t).is_relative_to(ROOT) else t
+                                  for t in tables], "replays": args.replays, "workers": args.workers,
+                       "wall_s": wall, "commit": _commit(), "summaries": summaries, "leave_one_out": loto,
+                       "default": default}, rows)
     figure = Path(args.figure or ROOT / "docs" / "figures" / "search-matrix.png")
     rp.figure(cells, names, short, figure)
-    print(f"wrote {out} and {figure}")
+    print(f"wrote {out}, {out.with_suffix('.parquet')} and {figure}")
+
+
+def write_matrix(out: Path, head: dict, rows: list[dict]) -> None:
+    """The matrix's summaries as JSON and its replays as Parquet beside it (tens of thousands of rows: as JSON
+    lines they would be megabytes)."""
+    import pandas as pd
+
+    keep = ["table", "strategy", "replay", "point", "true_value", "regret", "within", "seed_epochs", "trials",
+            "estimate", "seeds_of_choice"]
+    runs = out.with_suffix(".parquet")
+    tmp = runs.with_name(runs.name + ".tmp")
+    pd.DataFrame(rows)[keep].to_parquet(tmp, index=False, compression="zstd")
+    tmp.replace(runs)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps({**head, "runs": runs.name}, indent=1, default=float) + "\n")
+    tmp.replace(out)
 
 
 def print_matrix(cells: dict, names: list[str], tables: list[str]) -> None:

@@ -331,8 +331,37 @@ def test_every_committed_table_is_whole_small_stable_and_says_what_made_it(path)
     assert top_stability(table)["p_best_within_tolerance"] >= 0.9
 
 
+@pytest.mark.xfail(strict=True, reason="issue 32: the U-Net width/depth and dropout tables are still being recorded")
 def test_the_library_differs_in_character():
     metas = [read_table(p).meta for p in TABLES]
     assert len(TABLES) >= 5
     assert len({m["phantom"]["seed"] for m in metas}) == len(TABLES)  # a phantom each
     assert len({tuple(m["arch"]) for m in metas}) >= 3 and len({m["epochs"] for m in metas}) >= 3
+
+
+def test_rung_character_finds_a_slow_learner_cut_at_the_rung(tmp_path):
+    """A hand-built table whose true best learns slowly: at a quarter of 4 epochs (epoch 1) its ROC-AUC is the
+    lowest of three, so it ranks 3rd there and the rung's ranks run against the truth (Spearman -0.5 by hand:
+    rung ranks [1, 3, 2] against true ranks [3, 2, 1], d^2 = 6, 1 - 6 x 6 / (3 x 8))."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_curves", Path(__file__).resolve().parents[2] / "benchmarks"
+                                                  / "curves.py")
+    curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curves)
+    auc = {0: [0.5, 0.6, 0.7, 0.9], 1: [0.8, 0.8, 0.8, 0.8], 2: [0.7, 0.7, 0.75, 0.75]}
+    f1 = {0: 0.8, 1: 0.7, 2: 0.6}
+    rows = [{"point": p, "train.lr": LRS[p], "seed": s, "epoch": e, "val_f1": f1[p] + 0.01 * (s % 2) - 0.1 * (e < 4),
+             "val_roc_auc": auc[p][e - 1], "val_loss": 0.5, "val_accuracy": 0.5, "val_macro_f1": 0.5,
+             "train_loss": 0.5, "seconds": 1.0} for p in range(3) for s in range(4) for e in range(1, 5)]
+    space = {"name": "slow", "arch": 1, "metric": "val_f1", "mode": "max", "algorithm": "grid", "repeats": 1,
+             "fixed": {"train.classifier": "resnet18", "train.epochs": 4, "train.batch_size": 4, "train.seed": 0},
+             "parameters": {"train.lr": {"choice": LRS[:3]}}}
+    write_table(pd.DataFrame(rows), {"space": space, "params": ["train.lr"], "epochs": 4, "search_seeds": [0, 1],
+                                     "truth_seeds": [2, 3]}, tmp_path / "slow.parquet")
+    table = read_table(tmp_path / "slow.parquet")
+    quarter = curves.rung_character(table, 0.25)
+    assert (quarter["epoch"], quarter["best_rank"], quarter["points"]) == (1, 3, 3)
+    assert quarter["spearman"] == pytest.approx(-0.5)
+    # At half the epochs (epoch 2) the slow learner is still last; the rung would cut it.
+    assert curves.rung_character(table, 0.5)["best_rank"] == 3

@@ -157,7 +157,7 @@ def test_a_race_whose_driver_is_killed_mid_race_resumes_to_the_uninterrupted_exp
                         parameters={"train.lr": {"choice": [1.0e-3, 5.0e-4, 1.0e-4, 5.0e-5]}},
                         fixed={"train.classifier": "resnet18", "train.epochs": 4, "train.batch_size": 4},
                         asha={"grace_period": 2, "reduction_factor": 2, "guard": "hedge"},
-                        race={"first_seeds": 2, "test": "t", "delta": 0.02})
+                        race={"first_seeds": 2, "test": "t", "delta": 0.02, "budget": 0})
     run_search(load_space(space), work, SearchOptions(name="straight", max_concurrent=1))
 
     cmd = [sys.executable, "-m", "vdes_tune", "search", str(space), "--work", str(work), "--name", "killed",

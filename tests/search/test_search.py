@@ -132,7 +132,7 @@ def test_the_shipped_joint_space_runs_through_tune(search_work, tmp_path):
 
 def test_a_live_race_trains_one_more_seed_per_round_in_trials_of_their_own(search_work, tmp_path):
     space = load_space(write_space(tmp_path / "race.yaml", strategy="noise-aware", repeats=3,
-                                   race={"first_seeds": 1, "alpha": 0.1},
+                                   race={"first_seeds": 1, "alpha": 0.1, "budget": 0},
                                    parameters={"train.lr": {"choice": [1e-3, 1e-4]}},
                                    fixed={"train.classifier": "resnet18", "train.epochs": 1, "train.batch_size": 4}))
     summary = run_search(space, search_work, SearchOptions(storage=str(tmp_path / "store")))
@@ -141,7 +141,7 @@ def test_a_live_race_trains_one_more_seed_per_round_in_trials_of_their_own(searc
 
     exp = load_experiment(str(tmp_path / "store" / "race"))
     starts = sorted((t.config["train.lr"], t.config["_seed_start"], t.config["_seed_count"]) for t in exp.trials)
-    # No rungs (1 epoch), no test can drop a point on fewer than 2 seeds, so both points race to 3 seeds.
+    # No rungs (1 epoch), no budget, no test can drop a point on fewer than 2 seeds: both points race to 3 seeds.
     assert starts == [(1e-4, 0, 1), (1e-4, 1, 1), (1e-4, 2, 1), (1e-3, 0, 1), (1e-3, 1, 1), (1e-3, 2, 1)]
     board = leaderboard(exp)
     assert list(board["seeds"]) == [3, 3] and set(board["race"]) <= {"finished", "dropped"}

@@ -26,7 +26,7 @@ def test_a_space_without_a_strategy_is_the_fixed_protocol():
 def test_noise_aware_preset_and_its_overrides():
     strategy = parse_space({**BASE, "strategy": "noise-aware", "repeats": 8, "race": {"alpha": 0.05}}, "s.yaml").strategy
     assert (strategy.scheduler, strategy.unique, strategy.rung_metric, strategy.first_seeds) == (
-        "race", True, "val_roc_auc", 2)
+        "race", True, "val_roc_auc", 1)
     assert strategy.alpha == 0.05 and strategy.test == "wilcoxon" and strategy.repeats == 8
     assert strategy.rung_key("val_f1") == "best_val_roc_auc" and strategy.rung_mode("val_f1", "max") == "max"
     loss = parse_space({**BASE, "strategy": "noise-aware", "repeats": 4, "asha": {"metric": "val_loss"}}, "s.yaml")
@@ -34,16 +34,16 @@ def test_noise_aware_preset_and_its_overrides():
 
 
 def test_a_preset_adapts_to_a_small_space_but_explicit_values_are_checked():
-    small = parse_space({**BASE, "strategy": "noise-aware", "repeats": 1, "fixed": {"train.epochs": 2}}, "s.yaml")
-    assert small.strategy.first_seeds == 1 and small.strategy.rung_epochs(2) == ()  # a quarter of 2 epochs: no rung
+    small = parse_space({**BASE, "strategy": "noise-aware", "repeats": 1, "fixed": {"train.epochs": 1}}, "s.yaml")
+    assert small.strategy.first_seeds == 1 and small.strategy.rung_epochs(1) == ()  # half of 1 epoch: no rung
     with pytest.raises(BadInputError, match="'race.first_seeds'"):
         parse_space({**BASE, "strategy": "noise-aware", "repeats": 1, "race": {"first_seeds": 2}}, "s.yaml")
     with pytest.raises(BadInputError, match="'asha.grace_period'"):
         parse_space({**BASE, "strategy": "noise-aware", "asha": {"grace_period": 20}}, "s.yaml")
 
 
-@pytest.mark.parametrize("epochs, rungs", [(12, (3,)), (30, (7,)), (4, (1,)), (3, ())])
-def test_the_noise_aware_rung_sits_at_a_quarter_of_the_epochs_unless_the_space_says_where(epochs, rungs):
+@pytest.mark.parametrize("epochs, rungs", [(12, (6,)), (30, (15,)), (5, (2,)), (1, ())])
+def test_the_noise_aware_rung_sits_at_half_the_epochs_unless_the_space_says_where(epochs, rungs):
     space = parse_space({**BASE, "strategy": "noise-aware", "repeats": 4, "fixed": {"train.epochs": epochs}}, "s.yaml")
     assert space.strategy.rung_epochs(epochs) == rungs and space.strategy.reduction_factor == 2
     given = parse_space({**BASE, "strategy": "noise-aware", "repeats": 4, "fixed": {"train.epochs": 30},
@@ -74,8 +74,10 @@ def test_invalid_strategies_name_the_field(edit, field):
 
 def test_set_edits_race_fields():
     space = load_space("paper_classifier_lr", ["strategy=noise-aware", "scheduler=race", "race.alpha=0.2",
-                                               "race.first_seeds=3"])
-    assert (space.strategy.alpha, space.strategy.first_seeds) == (0.2, 3)
+                                               "race.first_seeds=3", "race.budget=4"])
+    assert (space.strategy.alpha, space.strategy.first_seeds, space.strategy.budget) == (0.2, 3, 4)
+    with pytest.raises(BadInputError, match="'race.budget'"):  # the preset's budget (2) cannot pay 3 first seeds
+        load_space("paper_classifier_lr", ["race.first_seeds=3"])
 
 
 def _enumerated_p(diffs: list[float]) -> float:

@@ -71,7 +71,8 @@ class RaceSearcher(PickledSearcher):
         self.race.complete(trial_id, seed_scores(result), int(result.get("seed_epochs", 0) or 0),
                            int(result.get("epoch", 0) or 0), outcome)
         for event in self.race.events[seen:]:
-            if event["action"] == "rung stood down":  # the one decision that changes the search's course
+            # The one decision that changes the search's course; simulated replays keep no record and say nothing.
+            if event["action"] == "rung stood down" and self.log_path:
                 print(f"[search] the rung at epoch {event['epoch']} stood down: {event['why']}; the points it "
                       f"stopped are trained again", flush=True)
         self.save_log()
